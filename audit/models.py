@@ -1,0 +1,152 @@
+"""The audit trail: append-only events on a hash chain, signed checkpoints, gateway ingest keys."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class AppendOnlyError(Exception):
+    """Audit records are never changed or deleted."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only: UPDATE is refused.")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only: DELETE is refused.")
+
+    _raw_delete = delete
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only: UPDATE is refused.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only: DELETE is refused.")
+
+
+def _ref(model: str, related_name: str = "+"):
+    # Audit rows outlive what they point at: no database constraint, nothing cascades.
+    return models.ForeignKey(
+        model,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name=related_name,
+    )
+
+
+class AuditEvent(AppendOnlyModel):
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        DENIED = "denied", "Denied"
+        UNKNOWN = "unknown", "Unknown"
+
+    sequence = models.BigIntegerField(unique=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS)
+    actor_user = _ref(settings.AUTH_USER_MODEL)
+    actor_identity = _ref("connectors.Identity", "audit_events")
+    actor_label = models.CharField(
+        max_length=254, blank=True, help_text="e.g. system, a gateway, an email as given"
+    )
+    device = _ref("connectors.Device", "audit_events")
+    connector = _ref("connectors.Connector", "audit_events")
+    grant = _ref("connectors.Grant", "audit_events")
+    source = _ref("connectors.IdentitySource")
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=254, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    external_id = models.CharField(
+        max_length=200, null=True, blank=True, help_text="Event id from a gateway or IdP log (idempotency)."
+    )
+    ingest_key = _ref("audit.IngestKey")
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=Q(external_id__isnull=False),
+                name="auditevent_unique_external_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["action", "-occurred_at"], name="audit_action_time_idx"),
+            models.Index(fields=["connector", "-occurred_at"], name="audit_connector_time_idx"),
+            models.Index(fields=["actor_identity", "-occurred_at"], name="audit_identity_time_idx"),
+            models.Index(fields=["device", "-occurred_at"], name="audit_device_time_idx"),
+            models.Index(fields=["-occurred_at"], name="audit_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action}"
+
+
+class AuditCheckpoint(AppendOnlyModel):
+    """A signed statement of the chain head; each covers the previous checkpoint's signature."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    sequence = models.BigIntegerField(help_text="Sequence number of the chain head (0 when empty).")
+    head_hash = models.CharField(max_length=64)
+    prev_signature = models.TextField(blank=True)
+    signature = models.TextField()
+    key_id = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"checkpoint @ #{self.sequence}"
+
+
+class IngestKey(models.Model):
+    """An API key for one AI gateway; only a hash is kept, the key is shown once at creation."""
+
+    class Scope(models.TextChoices):
+        EVENTS_WRITE = "events:write", "Post AI activity events"
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    rate_limit_per_minute = models.PositiveIntegerField(default=600)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,84 @@
+"""Shared fixtures: the five personas (iam, owner, manager, employee, outsider)."""
+
+from __future__ import annotations
+
+import pytest
+from guardian.shortcuts import assign_perm
+
+from tests.factories import ConnectorFactory, IdentityFactory, UserFactory
+
+IAM_STAFF = "IAM staff"
+
+
+@pytest.fixture
+def iam(db):
+    """An IAM staff member: staff flag and the IAM staff group (model permissions)."""
+    return UserFactory(username="iris", email="iris.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+
+
+@pytest.fixture
+def iam2(db):
+    """A second IAM staff member, for segregation-of-duties cases."""
+    return UserFactory(username="ivan", email="ivan.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+
+
+@pytest.fixture
+def owner(db):
+    """A business owner: no model permissions, object permissions on the connector they own."""
+    return UserFactory(username="olivia", email="olivia.owner@example.com")
+
+
+@pytest.fixture
+def owned_connector(owner):
+    connector = ConnectorFactory(name="Meeting Notes AI", business_owner=owner)
+    for perm in ("view_connector", "decide_connector", "revoke_connector"):
+        assign_perm(f"connectors.{perm}", owner, connector)
+    return connector
+
+
+@pytest.fixture
+def manager(db):
+    user = UserFactory(username="max", email="max.manager@example.com")
+    IdentityFactory(email=user.email, name="Max Manager", user=user, external_id="mgr-max")
+    return user
+
+
+@pytest.fixture
+def employee(manager):
+    """An employee with an identity whose manager is ``manager``."""
+    user = UserFactory(username="emma", email="emma.employee@example.com")
+    IdentityFactory(
+        email=user.email,
+        name="Emma Employee",
+        user=user,
+        external_id="emp-emma",
+        manager=manager.identities.get(),
+    )
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    """Logged in, no permissions, no identity: must be refused everywhere."""
+    return UserFactory(username="charlie", email="charlie.outsider@example.com")
+
+
+def pytest_sessionstart(session):
+    """In the services pass (.ci/run), PostgreSQL and Redis must be there: fail, never skip."""
+    import os
+
+    if not os.environ.get("LANYARD_REQUIRE_SERVICES"):
+        return
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"services pass needs PostgreSQL, DATABASE_URL gives {engine}", returncode=3)
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.exit("services pass needs CELERY_BROKER_URL=redis://...", returncode=3)
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis unreachable at {settings.CELERY_BROKER_URL}: {exc}", returncode=3)
