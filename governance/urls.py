@@ -13,6 +13,10 @@ admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("", include("governance.portal_urls")),
+    path("attest/", include("governance.attestation_urls")),
+    path("audit/", include("audit.urls")),
+    path("api/v1/", include("audit.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]
