@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -153,10 +154,36 @@ STORAGES = {
 }
 
 # Email: a file backend under var/mail/ by default; SMTP in production (smtp+tls://user:pass@host:587).
-_email = env.email_url("EMAIL_URL", default=f"filemail://{VAR_DIR / 'mail'}")
-vars().update(_email)
-if EMAIL_BACKEND == "django.core.mail.backends.filebased.EmailBackend":  # noqa: F821
-    Path(EMAIL_FILE_PATH).mkdir(parents=True, exist_ok=True)  # noqa: F821
+def _mailer(url: str) -> dict:
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("", "filemail"):
+        path = Path(unquote(parts.path)) if parts.path not in ("", "/") else VAR_DIR / "mail"
+        path.mkdir(parents=True, exist_ok=True)
+        return {"BACKEND": "django.core.mail.backends.filebased.EmailBackend", "OPTIONS": {"file_path": str(path)}}
+    if scheme == "consolemail":
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if scheme == "memorymail":
+        return {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    if scheme in ("smtp", "smtp+tls", "smtps", "smtp+ssl"):
+        return {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": parts.hostname or "localhost",
+                "port": parts.port or (465 if scheme in ("smtps", "smtp+ssl") else 587 if scheme == "smtp+tls" else 25),
+                "username": unquote(parts.username or ""),
+                "password": unquote(parts.password or ""),
+                "use_tls": scheme == "smtp+tls",
+                "use_ssl": scheme in ("smtps", "smtp+ssl"),
+                "timeout": 15,
+            },
+        }
+    raise ImproperlyConfigured(
+        f"EMAIL_URL scheme '{scheme}' is not supported: use smtp://, smtp+tls://, smtps://, filemail://, consolemail://"
+    )
+
+
+MAILERS = {"default": _mailer(env.str("EMAIL_URL", default=""))}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lanyard <lanyard@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 LANYARD_BASE_URL = env.str("LANYARD_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")

@@ -10,16 +10,29 @@ from tests.factories import ConnectorFactory, IdentityFactory, UserFactory
 IAM_STAFF = "IAM staff"
 
 
+def enrol_totp(user) -> str:
+    """Give ``user`` a TOTP authenticator (staff need MFA for the admin); return the secret."""
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    return secret
+
+
 @pytest.fixture
 def iam(db):
-    """An IAM staff member: staff flag and the IAM staff group (model permissions)."""
-    return UserFactory(username="iris", email="iris.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+    """An IAM staff member: staff flag, the IAM staff group (model permissions), MFA enrolled."""
+    user = UserFactory(username="iris", email="iris.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+    enrol_totp(user)
+    return user
 
 
 @pytest.fixture
 def iam2(db):
     """A second IAM staff member, for segregation-of-duties cases."""
-    return UserFactory(username="ivan", email="ivan.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+    user = UserFactory(username="ivan", email="ivan.iam@example.com", is_staff=True, groups=[IAM_STAFF])
+    enrol_totp(user)
+    return user
 
 
 @pytest.fixture

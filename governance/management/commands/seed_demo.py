@@ -1,0 +1,308 @@
+"""Create the demo organisation and logins. Idempotent: running it again changes nothing."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, Risk
+from governance.models import User
+
+DEMO_PASSWORD = "lanyard-demo-2026"  # noqa: S105 - printed for the local demo only
+DEMO_DOMAIN = "lanyard.demo"
+SEED_SOURCE = "Demo directory"
+DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "People", "Product"]
+FIRST = "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Xia Yan Zoe"
+LAST = "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Silva Tan Wong"
+
+# (name, vendor, kind, client id, scopes, status, risk)
+CATALOGUE = [
+    (
+        "ChatGPT Enterprise",
+        "OpenAI",
+        "oauth_app",
+        "chatgpt-enterprise",
+        ["https://www.googleapis.com/auth/drive.readonly"],
+        "active",
+        Risk.MEDIUM,
+    ),
+    (
+        "Claude for Work",
+        "Anthropic",
+        "oauth_app",
+        "claude-work",
+        [
+            "https://www.googleapis.com/auth/drive.readonly",
+            "https://www.googleapis.com/auth/calendar.readonly",
+        ],
+        "active",
+        Risk.MEDIUM,
+    ),
+    ("GitHub Copilot", "GitHub", "oauth_app", "copilot", ["repo:read"], "active", Risk.LOW),
+    (
+        "Gemini for Workspace",
+        "Google",
+        "plugin",
+        "gemini-workspace",
+        ["https://www.googleapis.com/auth/documents"],
+        "suspended",
+        Risk.HIGH,
+    ),
+    (
+        "Zoom AI Companion",
+        "Zoom",
+        "bot",
+        "zoom-ai",
+        ["https://www.googleapis.com/auth/calendar"],
+        "approved",
+        Risk.MEDIUM,
+    ),
+    (
+        "Notion AI",
+        "Notion Labs",
+        "oauth_app",
+        "notion-ai",
+        ["https://www.googleapis.com/auth/drive.file"],
+        "pending_iam",
+        Risk.MEDIUM,
+    ),
+    (
+        "Glean Search",
+        "Glean",
+        "oauth_app",
+        "glean",
+        ["https://www.googleapis.com/auth/drive.readonly", "https://mail.google.com/"],
+        "requested",
+        Risk.HIGH,
+    ),
+    (
+        "Otter.ai",
+        "Otter.ai",
+        "bot",
+        "otter-ai",
+        ["https://www.googleapis.com/auth/calendar", "https://www.googleapis.com/auth/drive"],
+        "discovered",
+        Risk.HIGH,
+    ),
+    (
+        "Fireflies.ai",
+        "Fireflies",
+        "bot",
+        "fireflies",
+        ["https://www.googleapis.com/auth/calendar.readonly", "https://mail.google.com/"],
+        "discovered",
+        Risk.CRITICAL,
+    ),
+    (
+        "Read AI",
+        "Read AI",
+        "bot",
+        "read-ai",
+        ["https://www.googleapis.com/auth/calendar"],
+        "discovered",
+        Risk.HIGH,
+    ),
+    ("Perplexity", "Perplexity AI", "oauth_app", "perplexity", ["openid", "email"], "discovered", Risk.LOW),
+    ("Cursor", "Anysphere", "api_key", "cursor", ["repo"], "discovered", Risk.HIGH),
+    (
+        "Drive MCP server",
+        "Community",
+        "mcp_server",
+        "mcp-drive",
+        ["https://www.googleapis.com/auth/drive"],
+        "rejected",
+        Risk.CRITICAL,
+    ),
+    (
+        "Jasper",
+        "Jasper AI",
+        "oauth_app",
+        "jasper",
+        ["https://www.googleapis.com/auth/documents"],
+        "revoked",
+        Risk.MEDIUM,
+    ),
+]
+
+
+class Command(BaseCommand):
+    help = "Create a realistic demo organisation and demo logins (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--identities", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args, identities: int, seed: int, **options):
+        rng = random.Random(seed)
+        with transaction.atomic():
+            users = self._users()
+            if not Identity.objects.exclude(source__name=SEED_SOURCE).exists():
+                self._organisation(rng, identities)
+            self._link_users(users)
+            self._owners(users)
+        for role, user in users.items():
+            self.stdout.write(f"  {role:<9} {user.email:<28} password: {DEMO_PASSWORD}")
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+
+    def _users(self) -> dict[str, User]:
+        iam_group = Group.objects.get(name="IAM staff")
+        users = {}
+        for role, first, last, staff in [
+            ("iam", "Iris", "Admin", True),
+            ("iam2", "Ivan", "Second", True),
+            ("owner", "Olivia", "Owner", False),
+            ("manager", "Max", "Manager", False),
+            ("employee", "Emma", "Employee", False),
+        ]:
+            email = f"{role}@{DEMO_DOMAIN}"
+            user, created = User.objects.get_or_create(
+                email=email,
+                defaults={"username": role, "first_name": first, "last_name": last, "is_staff": staff},
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_superuser = role == "iam"
+                user.save()
+                if staff:
+                    user.groups.add(iam_group)
+            users[role] = user
+        return users
+
+    def _organisation(self, rng: random.Random, count: int) -> None:
+        if IdentitySource.objects.filter(name=SEED_SOURCE).exists():
+            return
+        now = timezone.now()
+        source = IdentitySource.objects.create(
+            kind=IdentitySource.Kind.GOOGLE_WORKSPACE,
+            name=SEED_SOURCE,
+            base_url="https://admin.googleapis.com",
+            enabled=False,
+        )
+        firsts, lasts = FIRST.split(), LAST.split()
+        people = []
+        for i in range(count):
+            first, last = firsts[i % len(firsts)], lasts[(i // len(firsts)) % len(lasts)]
+            status = Identity.Status.ACTIVE
+            if i > 20 and i % 37 == 0:
+                status = Identity.Status.SUSPENDED
+            elif i > 20 and i % 53 == 0:
+                status = Identity.Status.DEPROVISIONED
+            people.append(
+                Identity(
+                    source=source,
+                    external_id=f"seed-{i:05d}",
+                    email=f"{first}.{last}{i}@{DEMO_DOMAIN}".lower(),
+                    name=f"{first} {last}",
+                    department=DEPARTMENTS[i % len(DEPARTMENTS)],
+                    status=status,
+                    first_seen=now - timedelta(days=400),
+                    last_seen=now,
+                )
+            )
+        people = Identity.objects.bulk_create(people)
+        # A tree: person 0 is the CEO, 1-8 department heads, 9-40 managers, the rest report to a manager.
+        for i, person in enumerate(people[1:], start=1):
+            if i <= 8:
+                person.manager = people[0]
+            elif i <= 40:
+                person.manager = people[1 + (i % 8)]
+            else:
+                person.manager = people[9 + (i % 32)]
+        Identity.objects.bulk_update(people[1:], ["manager"])
+        devices = Device.objects.bulk_create(
+            [
+                Device(
+                    source=source,
+                    external_id=f"dev-{i:05d}",
+                    name=f"{p.name.split()[0].upper()}-{'MBP' if i % 3 else 'WIN'}-{i:04d}",
+                    platform="macOS" if i % 3 else "Windows",
+                    managed=i % 7 != 0,
+                    compliant=i % 11 != 0,
+                    owner=p,
+                    last_seen=now - timedelta(hours=i % 72),
+                )
+                for i, p in enumerate(people)
+            ]
+        )
+        grants = []
+        for name, vendor, kind, client_id, scopes, status, risk in CATALOGUE:
+            connector = Connector.objects.create(
+                name=name,
+                vendor=vendor,
+                kind=kind,
+                status=status,
+                risk=risk,
+                discovered_at=now - timedelta(days=rng.randint(1, 120)) if status == "discovered" else None,
+                purpose="" if status == "discovered" else f"{name} for day-to-day work",
+            )
+            app = ConnectorApp.objects.create(
+                connector=connector, source=source, client_id=client_id, name=name
+            )
+            holders = rng.sample(range(len(people)), k=rng.randint(5, 60))
+            for h in holders:
+                revoked = status in ("revoked", "rejected")
+                grants.append(
+                    Grant(
+                        connector=connector,
+                        app=app,
+                        source=source,
+                        identity=people[h],
+                        device=devices[h],
+                        external_id=f"{people[h].external_id}:{client_id}",
+                        scopes=scopes,
+                        status=Grant.Status.REVOKED if revoked else Grant.Status.ACTIVE,
+                        revoked_at=now - timedelta(days=3) if revoked else None,
+                        revoke_reason="demo: connector withdrawn" if revoked else "",
+                        first_seen=now - timedelta(days=rng.randint(30, 300)),
+                        last_used_at=now - timedelta(days=rng.choice([0, 1, 2, 5, 12, 40, 120])),
+                    )
+                )
+            audit.record(
+                "connector.discovered" if status == "discovered" else "connector.registered",
+                connector=connector,
+                source=source,
+                target=connector,
+                data={"seed": True},
+            )
+        Grant.objects.bulk_create(grants)
+
+    def _link_users(self, users: dict[str, User]) -> None:
+        """Give the demo manager and employee an identity each: the employee reports to the manager."""
+        for role in ("manager", "employee", "owner"):
+            if users[role].identities.exists():
+                continue
+            source = IdentitySource.objects.order_by("pk").first()
+            if source is None:
+                return
+            managers = Identity.objects.filter(source=source, reports__isnull=False).distinct().order_by("pk")
+            if role == "manager":
+                identity = managers[5] if managers.count() > 5 else managers.first()
+            elif role == "employee":
+                manager = users["manager"].identities.first()
+                identity = manager.reports.order_by("pk").first() if manager else None
+            else:
+                identity = (
+                    Identity.objects.filter(source=source, user__isnull=True).order_by("pk")[2:3].first()
+                )
+            if identity is not None:
+                identity.user = users[role]
+                identity.save(update_fields=["user"])
+
+    def _owners(self, users: dict[str, User]) -> None:
+        from guardian.shortcuts import assign_perm
+
+        owner = users["owner"]
+        for connector in Connector.objects.filter(
+            status__in=Connector.SANCTIONED + (Connector.Status.PENDING_IAM,)
+        ):
+            if connector.business_owner_id is None:
+                connector.business_owner = owner
+                connector.save(update_fields=["business_owner"])
+                for perm in ("view_connector", "decide_connector", "revoke_connector"):
+                    assign_perm(f"connectors.{perm}", owner, connector)
