@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from guardian.models import UserObjectPermissionBase
 
 from connectors.models import Connector, Grant, Identity, check_transition
 
@@ -251,3 +252,17 @@ class OwnershipTransfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connector} → {self.to_user}"
+
+
+class ConnectorUserObjectPermission(UserObjectPermissionBase):
+    """django-guardian object permissions on connectors with a real foreign key.
+
+    Guardian picks this model up for every Connector, so an owner's pages can join it on an
+    indexed ``content_object_id`` instead of casting the generic ``object_pk`` text column.
+    """
+
+    content_object = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="user_permissions")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        # unique_together (user, permission, content_object) is the index "My connectors" uses.
+        verbose_name = "connector object permission"

@@ -12,3 +12,71 @@ def heartbeat() -> str:
     now = timezone.now().isoformat()
     logger.info("Lanyard heartbeat at %s", now)
     return now
+
+
+# --- ownership workflow: email and provisioning -------------------------------------------------
+
+TRANSIENT_MAIL_ERRORS = (OSError,)  # smtplib.SMTPException is an OSError
+
+
+@shared_task(
+    name="governance.send_email",
+    bind=True,
+    max_retries=5,
+    autoretry_for=TRANSIENT_MAIL_ERRORS,
+    retry_backoff=30,
+    retry_backoff_max=1800,
+)
+def send_email(self, to: str, subject: str, text: str, html: str) -> None:
+    """Send one rendered message (text with an HTML alternative) to one address."""
+    from django.core.mail import EmailMultiAlternatives
+
+    message = EmailMultiAlternatives(subject=subject, body=text, to=[to])
+    message.attach_alternative(html, "text/html")
+    message.send()
+
+
+@shared_task(name="governance.provision_request", bind=True, max_retries=6)
+def provision_request(self, request_id: int, actor_id: int) -> str:
+    """Ask the request's identity source to allow the app, then record the outcome."""
+    from connectors.services import source_adapter
+
+    from connectors.idp.base import IdpError, ProvisionRequest
+
+    from .models import ConnectorRequest, User
+    from .services import request_provision_complete, request_provision_failed, request_source
+
+    req = ConnectorRequest.objects.select_related("connector", "source").get(pk=request_id)
+    if req.status != ConnectorRequest.Status.APPROVED or not req.provision_data.get("queued_at"):
+        return "skipped"  # already done (a duplicate delivery) or no longer wanted
+    actor = User.objects.get(pk=actor_id)
+    source = request_source(req)
+    data = req.provision_data
+    client_id = data.get("client_id") or (
+        req.connector.apps.filter(source=source).values_list("client_id", flat=True).first() or ""
+    )
+    user_external_id = data.get("user_external_id") or (
+        req.requester.identities.filter(source=source).values_list("external_id", flat=True).first()
+    )
+    adapter = source_adapter(source)
+    try:
+        result = adapter.provision(
+            ProvisionRequest(
+                client_id=client_id,
+                scopes=list(req.scopes),
+                user_external_id=user_external_id,
+                extra=dict(data.get("extra") or {}),
+            )
+        )
+    except IdpError as exc:
+        if exc.transient and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(600, 15 * 2**self.request.retries)) from exc
+        request_provision_failed(request=req, error=str(exc))
+        return "failed"
+    finally:
+        adapter.close()
+    if not result.done:
+        request_provision_failed(request=req, error=result.detail or "The provider needs a manual step.")
+        return "manual"
+    request_provision_complete(request=req, actor=actor, source=source, result=result)
+    return "provisioned"
