@@ -1,0 +1,324 @@
+"""One threaded HTTP/1.1 server speaking Google, Graph, Okta and GitHub under path prefixes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+from . import api_entra, api_github, api_google, api_okta, creds
+from .faults import Faults
+from .tenant import DEPROVISIONED, STATUS_NAMES, Tenant
+from .wire import ApiError, Req, Resp, page_of
+
+log = logging.getLogger("simulator")
+
+DROP = object()  # close the connection without answering
+
+
+MODULES = {"google": api_google, "entra": api_entra, "okta": api_okta, "github": api_github}
+
+
+class Sim:
+    """The tenant plus fault switches, independent of the HTTP plumbing."""
+
+    def __init__(
+        self, *, seed: int = 1, identities: int = 300, grants: int = 3000, events: int | None = None
+    ):
+        self.params = {"seed": seed, "identities": identities, "grants": grants, "events": events}
+        self.tenant = Tenant(**self.params)
+        self.faults = Faults()
+        self.requests = 0
+
+    def reset(self, **overrides: Any) -> None:
+        self.params.update({k: v for k, v in overrides.items() if k in self.params})
+        self.tenant = Tenant(**self.params)
+        self.faults.clear()
+
+    # --- dispatch
+
+    def dispatch(self, method: str, raw_path: str, headers: Any, body: bytes) -> Resp | object:
+        self.requests += 1
+        path, _, qs = raw_path.partition("?")
+        query_all = parse_qs(qs, keep_blank_values=True)
+        query = {k: v[-1] for k, v in query_all.items()}
+        _, prefix, *rest = path.split("/", 2)
+        sub = "/" + (rest[0] if rest else "")
+        host = headers.get("Host", "127.0.0.1")
+        base = f"http://{host}/{prefix}"
+        if prefix == "_sim":
+            try:
+                return self.control(method, sub, query, body, f"http://{host}")
+            except (ValueError, KeyError, TypeError) as exc:
+                return Resp(400, {"error": str(exc)})
+        mod = MODULES.get(prefix)
+        if mod is None:
+            return Resp(
+                404, {"error": f"unknown prefix /{prefix}; use /google, /entra, /okta, /github or /_sim"}
+            )
+        req = Req(method, sub, query, headers, body, base, query_all)
+        fault = self.faults.take(prefix, method, sub, page_of(query))
+        if fault is not None:
+            out = self.apply_fault(mod, fault)
+            if out is not None:
+                return out
+        try:
+            resp = mod.handle(self, req)
+        except ApiError as exc:
+            resp = exc.resp
+        except Exception:
+            log.exception("simulator handler failed: %s %s", method, raw_path)
+            resp = mod.error(500, "internal", "The simulator failed on this request.")
+        extra = getattr(mod, "common_headers", None)
+        if extra:
+            resp.headers = {**extra(self), **resp.headers}
+        return resp
+
+    def apply_fault(self, mod: Any, fault: Any) -> Resp | object | None:
+        kind = fault.kind
+        if kind in ("slow", "timeout"):
+            time.sleep(fault.delay if fault.delay is not None else (5.0 if kind == "timeout" else 1.0))
+            return None
+        if kind == "drop":
+            return DROP
+        if kind == "malformed":
+            return Resp(200, b'{"items": [{"id": "1", "truncated', {"Content-Type": "application/json"})
+        if kind == "unauthorized":
+            return mod.error(401, "unauthorized", "The simulator was told to refuse these credentials.")
+        if kind == "forbidden":
+            return mod.error(403, "forbidden", "Insufficient permissions for this resource.")
+        if kind == "server_error":
+            return mod.error(fault.status or 500, "backendError", "Internal error encountered.")
+        if kind == "rate_limit":
+            return mod.rate_limit(fault)
+        return None
+
+    def gone(self, provider: str, req: Req, not_found: Resp) -> Resp:
+        """Answer a DELETE of something absent: 404, or 204 while a ``delete_204`` fault is set."""
+        if self.faults.take(provider, req.method, req.path, 1, kinds=("delete_204",)):
+            return Resp(204)
+        return not_found
+
+    # --- control API
+
+    def control(self, method: str, sub: str, query: dict[str, str], body: bytes, url: str) -> Resp:
+        data = json.loads(body or b"{}")
+        t = self.tenant
+        if sub == "/state" and method == "GET":
+            return Resp(200, {**t.state(), "faults": self.faults.list(), "requests": self.requests})
+        if sub == "/faults":
+            if method == "GET":
+                return Resp(200, {"faults": self.faults.list()})
+            if method == "DELETE" or data.get("clear"):
+                self.faults.clear()
+                if not data.get("faults") and "kind" not in data:
+                    return Resp(200, {"faults": []})
+            specs = data.get("faults") if "faults" in data else [data]
+            added = [self.faults.add(**spec).id for spec in specs]
+            return Resp(200, {"added": added, "faults": self.faults.list()})
+        if sub == "/reset" and method == "POST":
+            self.reset(**data)
+            return Resp(200, {"ok": True, **self.params})
+        if sub == "/grant" and method == "GET":
+            provider, gid = query["provider"], query["id"]
+            return Resp(200, {"provider": provider, "id": gid, "exists": t.grant_exists(provider, gid)})
+        if sub == "/credentials" and method == "GET":
+            return Resp(200, creds.credentials(url, seed=self.params["seed"]))
+        if sub == "/mutate" and method == "POST":
+            return Resp(200, self.mutate(data))
+        return Resp(404, {"error": f"unknown control endpoint {method} /_sim{sub}"})
+
+    def mutate(self, data: dict) -> dict:
+        t = self.tenant
+        op = data["op"]
+        person = t.by_email[data["email"].lower()] if "email" in data else None
+        if op == "add_grant":
+            provider = data["provider"]
+            app = t.app_by_name[data["app"].lower()]
+            if app not in t.provider_apps[provider]:
+                raise ValueError(f"{data['app']} has no {provider} presence")
+            flags = 0
+            if provider == "okta" and data.get("token"):
+                flags = 1
+            if provider == "github" and data.get("classic"):
+                flags = 2
+            pos = t.add_grant(provider, person, app, variant=int(data.get("variant", 0)), flags=flags)
+            out = {"id": t.external_id(provider, pos)}
+            if flags == 1:
+                out["token_id"] = t.external_id(provider, pos, token=True)
+            return out
+        if op == "remove_grant":
+            return {"removed": t.remove(data["provider"], data["id"])}
+        if op == "set_status":
+            status = STATUS_NAMES.index(data["status"])
+            t.set_status(person, status)
+            return {"email": data["email"], "status": data["status"]}
+        if op == "add_pat_request":
+            app = t.app_by_name[data.get("app", "Cursor").lower()]
+            if not t.provider_apps["github"] or app not in t.provider_apps["github"]:
+                raise ValueError(f"{data.get('app')} has no GitHub presence")
+            t.store("github")
+            if t.status[person] == DEPROVISIONED:
+                raise ValueError("a deprovisioned person is not an org member")
+            return {"id": t.add_pat_request(person, app, data.get("reason", ""))}
+        if op == "expire_tokens":
+            t.expire_tokens(data.get("provider"))
+            return {"ok": True}
+        raise ValueError(
+            f"unknown op {op!r}; one of add_grant, remove_grant, set_status, add_pat_request, expire_tokens"
+        )
+
+
+# --- HTTP plumbing
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LanyardSim/1.0"
+    disable_nagle_algorithm = True
+    server: SimServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if self.server.verbose:
+            sys.stderr.write("sim: " + (format % args) + "\n")
+
+    def _go(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        resp = self.server.sim.dispatch(self.command, self.path, self.headers, body)
+        if resp is DROP:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        assert isinstance(resp, Resp)
+        if isinstance(resp.body, bytes):
+            payload = resp.body
+        elif resp.body is None:
+            payload = b""
+        else:
+            payload = json.dumps(resp.body, separators=(",", ":")).encode()
+        self.send_response(resp.status)
+        headers = resp.headers
+        if payload and "Content-Type" not in headers:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        for k, v in headers.items():
+            self.send_header(k, str(v))
+        self.send_header("Content-Length", str(len(payload)))
+        # one write per response: headers and body together
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(payload)
+        self.flush_headers()
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _go
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], sim: Sim, verbose: bool = False):
+        super().__init__(addr, Handler)
+        self.sim = sim
+        self.verbose = verbose
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class SimHandle:
+    """A running simulator: ``url``, ``faults()``, ``reset()``, ``mutate()``, ``state()``, ``stop()``."""
+
+    def __init__(self, url: str, server: SimServer | None = None, process: subprocess.Popen | None = None):
+        self.url = url
+        self._server = server
+        self._process = process
+        self._client = httpx.Client(base_url=url, timeout=30)
+
+    @property
+    def sim(self) -> Sim | None:
+        return self._server.sim if self._server else None
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._client.request(method, f"/_sim{path}", **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def faults(self, *specs: dict, clear: bool = False, **spec: Any) -> list[dict]:
+        """Add fault switches, e.g. ``faults(kind="rate_limit", provider="entra", count=2)``."""
+        items = list(specs) + ([spec] if spec else [])
+        return self._call("POST", "/faults", json={"clear": clear, "faults": items})["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def reset(self, **params: Any) -> dict:
+        return self._call("POST", "/reset", json=params)
+
+    def state(self) -> dict:
+        return self._call("GET", "/state")
+
+    def grant_exists(self, provider: str, external_id: str) -> bool | None:
+        return self._call("GET", "/grant", params={"provider": provider, "id": external_id})["exists"]
+
+    def mutate(self, op: str, **data: Any) -> dict:
+        return self._call("POST", "/mutate", json={"op": op, **data})
+
+    def credentials(self) -> dict:
+        return self._call("GET", "/credentials")
+
+    def stop(self) -> None:
+        self._client.close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+    def __enter__(self) -> SimHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start(host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False, **size: Any) -> SimHandle:
+    """Start the simulator in a background thread of this process and return its handle."""
+    sim = Sim(**size)
+    server = SimServer((host, port), sim, verbose=verbose)
+    threading.Thread(target=server.serve_forever, name="lanyard-simulator", daemon=True).start()
+    return SimHandle(f"http://{host}:{server.server_address[1]}", server=server)
+
+
+def spawn(host: str = "127.0.0.1", port: int = 0, **size: Any) -> SimHandle:
+    """Start the simulator in a child process (no GIL shared with the caller: use it for benchmarks)."""
+    args = [sys.executable, "-m", "simulator", "--host", host, "--port", str(port)]
+    for key in ("seed", "identities", "grants", "events"):
+        if size.get(key) is not None:
+            args += [f"--{key}", str(size[key])]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("http"):
+        proc.kill()
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return SimHandle(line.split()[0], process=proc)
