@@ -106,6 +106,20 @@ class AuditEvent(AppendOnlyModel):
         return f"#{self.sequence} {self.action}"
 
 
+class AuditChainHead(models.Model):
+    """The one row holding the chain head; writers lock it so sequences stay contiguous."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="auditchainhead_single_row")]
+
+    def __str__(self) -> str:
+        return f"head @ #{self.sequence}"
+
+
 class AuditCheckpoint(AppendOnlyModel):
     """A signed statement of the chain head; each covers the previous checkpoint's signature."""
 

@@ -2,41 +2,87 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
 
-from .models import AuditEvent
+from .chain import GENESIS_HASH, event_hash, jsonable, lock_head, normalise_ip, values_of
+from .models import AuditChainHead, AuditEvent
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "record", "record_batch"]
+
+# SQLite allows 32766 bound parameters per statement; stay well below for the external-id lookup.
+_LOOKUP_CHUNK = 5000
 
 
-def _canonical(event: AuditEvent) -> bytes:
-    body = {
-        "sequence": event.sequence,
-        "occurred_at": event.occurred_at.isoformat(),
-        "action": event.action,
-        "outcome": event.outcome,
-        "actor_user": event.actor_user_id,
-        "actor_identity": event.actor_identity_id,
-        "actor_label": event.actor_label,
-        "device": event.device_id,
-        "connector": event.connector_id,
-        "grant": event.grant_id,
-        "source": event.source_id,
-        "target": [event.target_type, event.target_id, event.target_label],
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "correlation_id": event.correlation_id,
-        "external_id": event.external_id,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+def _build(
+    action: str,
+    *,
+    actor: Any = None,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    connector=None,
+    grant=None,
+    source=None,
+    device=None,
+    target: models.Model | None = None,
+    data: dict[str, Any] | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    correlation_id: str = "",
+    occurred_at=None,
+    external_id: str | None = None,
+    ingest_key=None,
+    actor_label: str | None = None,
+    now=None,
+) -> AuditEvent:
+    from connectors.models import Identity
+
+    now = now or timezone.now()
+    event = AuditEvent(
+        action=action,
+        outcome=outcome,
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        connector=connector,
+        grant=grant,
+        source=source,
+        device=device,
+        data=jsonable(data or {}),
+        ip=normalise_ip(ip),
+        user_agent=(user_agent or "")[:500],
+        correlation_id=correlation_id or "",
+        external_id=external_id or None,
+        ingest_key=ingest_key,
+    )
+    if isinstance(actor, AbstractBaseUser):
+        event.actor_user = actor
+        event.actor_label = actor.get_username()
+    elif isinstance(actor, Identity):
+        event.actor_identity = actor
+        event.actor_label = actor.email
+    else:
+        event.actor_label = str(actor or "system")
+    if actor_label is not None:
+        event.actor_label = actor_label
+    event.actor_label = event.actor_label[:254]
+    if target is not None:
+        event.target_type = target._meta.label_lower
+        event.target_id = str(target.pk)
+        event.target_label = str(target)[:254]
+    return event
+
+
+def _chain(events: list[AuditEvent], head: AuditChainHead) -> None:
+    sequence, prev = head.sequence, head.hash
+    for event in events:
+        sequence += 1
+        event.sequence = sequence
+        event.prev_hash = prev
+        event.hash = prev = event_hash(values_of(event))
+    head.sequence, head.hash = sequence, prev
 
 
 def record(
@@ -54,40 +100,68 @@ def record(
     user_agent: str = "",
     correlation_id: str = "",
     occurred_at=None,
+    external_id: str | None = None,
+    ingest_key=None,
+    actor_label: str | None = None,
 ) -> AuditEvent:
     """Append one event to the chain; call it inside the transaction of the change it records."""
-    from connectors.models import Identity
-
-    event = AuditEvent(
-        action=action,
+    event = _build(
+        action,
+        actor=actor,
         outcome=outcome,
-        occurred_at=occurred_at or timezone.now(),
-        recorded_at=timezone.now(),
         connector=connector,
         grant=grant,
         source=source,
         device=device,
-        data=data or {},
-        ip=ip or None,
-        user_agent=user_agent[:500],
+        target=target,
+        data=data,
+        ip=ip,
+        user_agent=user_agent,
         correlation_id=correlation_id,
+        occurred_at=occurred_at,
+        external_id=external_id,
+        ingest_key=ingest_key,
+        actor_label=actor_label,
     )
-    if isinstance(actor, AbstractBaseUser):
-        event.actor_user = actor
-        event.actor_label = actor.get_username()
-    elif isinstance(actor, Identity):
-        event.actor_identity = actor
-        event.actor_label = actor.email
-    else:
-        event.actor_label = str(actor or "system")
-    if target is not None:
-        event.target_type = target._meta.label_lower
-        event.target_id = str(target.pk)
-        event.target_label = str(target)[:254]
     with transaction.atomic():
-        head = AuditEvent.objects.select_for_update().order_by("-sequence").only("sequence", "hash").first()
-        event.sequence = (head.sequence + 1) if head else 1
-        event.prev_hash = head.hash if head else GENESIS_HASH
-        event.hash = hashlib.sha256(_canonical(event)).hexdigest()
+        head = lock_head()
+        _chain([event], head)
         event.save()
+        AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
     return event
+
+
+def record_batch(events: Iterable[dict[str, Any]]) -> int:
+    """Append many events under one head lock, skipping external ids already recorded; return how many."""
+    now = timezone.now()
+    built: list[AuditEvent] = []
+    seen: set[str] = set()
+    for kwargs in events:
+        event = _build(now=now, **kwargs)
+        if event.external_id is not None:
+            if event.external_id in seen:
+                continue
+            seen.add(event.external_id)
+        built.append(event)
+    if not built:
+        return 0
+    with transaction.atomic():
+        head = lock_head()
+        if seen:
+            # Read after the lock: a concurrent batch with the same ids has committed by now.
+            ids = list(seen)
+            existing: set[str] = set()
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                existing.update(
+                    AuditEvent.objects.filter(external_id__in=ids[i : i + _LOOKUP_CHUNK]).values_list(
+                        "external_id", flat=True
+                    )
+                )
+            if existing:
+                built = [e for e in built if e.external_id not in existing]
+        if not built:
+            return 0
+        _chain(built, head)
+        AuditEvent.objects.bulk_create(built, batch_size=1000)
+        AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
+    return len(built)

@@ -219,10 +219,27 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "heartbeat": {"task": "governance.heartbeat", "schedule": timedelta(minutes=1)},
+    "audit-checkpoint": {
+        "task": "audit.checkpoint",
+        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
+    },
 }
 
 # Policy knobs (documented in the README).
 LANYARD_STALE_GRANT_DAYS = env.int("LANYARD_STALE_GRANT_DAYS", default=90)
+
+# Audit trail: Ed25519 checkpoint signing key kept outside the database (PEM or base64 raw
+# private key, or a file holding either); DEBUG generates one under var/ when neither is set.
+LANYARD_AUDIT_SIGNING_KEY = env.str("LANYARD_AUDIT_SIGNING_KEY", default="")
+LANYARD_AUDIT_SIGNING_KEY_FILE = env.str("LANYARD_AUDIT_SIGNING_KEY_FILE", default="")
+LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)
+# Ingest API limits per request.
+LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
+LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
+
+# The cache backs rate limits (ingest keys, allauth); web processes must share it, so the default
+# is a file cache under var/ rather than per-process memory. Production: CACHE_URL=redis://...
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

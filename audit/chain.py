@@ -1,0 +1,159 @@
+"""The hash chain: canonical encoding of an event, the locked chain head, the maintenance flag.
+
+An event's hash is SHA-256 over a canonical JSON array: a format version, then every field that
+matters in a fixed order, then the previous event's hash. Values are encoded so that what is read
+back from SQLite or PostgreSQL hashes exactly like what was written: datetimes in UTC with
+microseconds, ids as integers, ``data`` normalised before it is stored (see ``jsonable``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import ipaddress
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+GENESIS_HASH = "0" * 64
+CHAIN_VERSION = 1
+
+# The order is part of the format: changing it (or adding a field) needs a new CHAIN_VERSION.
+HASHED_FIELDS: tuple[str, ...] = (
+    "sequence",
+    "occurred_at",
+    "recorded_at",
+    "action",
+    "outcome",
+    "actor_user_id",
+    "actor_identity_id",
+    "actor_label",
+    "device_id",
+    "connector_id",
+    "grant_id",
+    "source_id",
+    "target_type",
+    "target_id",
+    "target_label",
+    "ip",
+    "user_agent",
+    "correlation_id",
+    "external_id",
+    "ingest_key_id",
+    "data",
+    "prev_hash",
+)
+_DATETIME_POSITIONS = (HASHED_FIELDS.index("occurred_at"), HASHED_FIELDS.index("recorded_at"))
+_UTC = dt.UTC
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+def encode_datetime(value: dt.datetime) -> str:
+    """Return ``value`` as ISO 8601 in UTC, always with microseconds."""
+    if value.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return value.astimezone(_UTC).isoformat(timespec="microseconds")
+
+
+def jsonable(value: Any) -> Any:
+    """Return ``value`` as plain JSON that reads back from either database unchanged."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("audit data cannot hold NaN or infinity")
+        # PostgreSQL's jsonb may print a large integral float as an integer: store it as one.
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, dt.datetime):
+        return encode_datetime(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"audit data cannot hold {type(value).__name__}")
+
+
+def normalise_ip(value: str | None) -> str | None:
+    """Return the address as PostgreSQL's inet prints it back (compressed IPv6), or None."""
+    if not value:
+        return None
+    return str(ipaddress.ip_address(str(value).strip()))
+
+
+def canonical(values: Sequence[Any]) -> bytes:
+    """Return the canonical bytes of one event given its values in ``HASHED_FIELDS`` order."""
+    row = list(values)
+    for i in _DATETIME_POSITIONS:
+        row[i] = encode_datetime(row[i])
+    return _dumps([CHAIN_VERSION, *row]).encode("ascii")
+
+
+def event_hash(values: Sequence[Any]) -> str:
+    """Return the hex SHA-256 of one event given its values in ``HASHED_FIELDS`` order."""
+    return hashlib.sha256(canonical(values)).hexdigest()
+
+
+def values_of(event: Any) -> list[Any]:
+    """Return an AuditEvent's values in ``HASHED_FIELDS`` order."""
+    return [getattr(event, name) for name in HASHED_FIELDS]
+
+
+def lock_head(using: str = DEFAULT_DB_ALIAS):
+    """Lock and return the chain head row; call inside a transaction.
+
+    On PostgreSQL the row lock serialises writers; SQLite serialises write transactions already.
+    The row is created on first use (and again after a test flush), from the last event if any.
+    """
+    from .models import AuditChainHead, AuditEvent
+
+    head = AuditChainHead.objects.using(using).select_for_update().filter(pk=1).first()
+    if head is not None:
+        return head
+    last = AuditEvent.objects.using(using).order_by("-sequence").values_list("sequence", "hash").first()
+    sequence, hash_ = last if last else (0, GENESIS_HASH)
+    AuditChainHead.objects.using(using).bulk_create(
+        [AuditChainHead(pk=1, sequence=sequence, hash=hash_)], ignore_conflicts=True
+    )
+    return AuditChainHead.objects.using(using).select_for_update().get(pk=1)
+
+
+@contextmanager
+def maintenance(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Let UPDATE/DELETE through the append-only triggers inside this block's transaction only.
+
+    Test and maintenance use only: the test runner's flush between transactional tests goes
+    through it (``audit/management/commands/flush.py``). The flag is transaction-local (a
+    ``SET LOCAL``-style GUC on PostgreSQL, a row written in the same transaction on SQLite), so
+    no other connection ever sees it, and an exception rolls it back with the savepoint.
+    """
+    connection = connections[using]
+    on, off = (
+        (
+            "SELECT set_config('lanyard.audit_maintenance', 'on', true)",
+            "SELECT set_config('lanyard.audit_maintenance', '', true)",
+        )
+        if connection.vendor == "postgresql"
+        else (
+            "INSERT OR REPLACE INTO audit_maintenance (id, enabled) VALUES (1, 1)",
+            "DELETE FROM audit_maintenance",
+        )
+    )
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute(on)
+        yield
+        with connection.cursor() as cursor:
+            cursor.execute(off)
