@@ -1,0 +1,312 @@
+"""Read queries for the audit reports: the dashboard, activity pages, event search and exports.
+
+Every selector here runs a fixed number of aggregate queries whatever the size of the trail, and
+each leans on an existing index: audit events on (connector|actor_identity|device|action,
+-occurred_at) and (-occurred_at); grants on (connector, status) and (status, last_used_at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncWeek
+from django.utils import timezone
+
+from connectors.models import Connector, Device, Grant, Identity, Risk
+
+from .models import AuditEvent
+
+# What counts as "use" of a connector: AI gateway events and IdP-derived token/sign-in activity.
+ACTIVITY_Q = Q(action__startswith="ai.") | Q(action__startswith="token.") | Q(action="signin")
+CLOSED_STATUSES = (Connector.Status.REVOKED, Connector.Status.REJECTED)
+
+
+@dataclass(frozen=True)
+class Bar:
+    key: str
+    label: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Week:
+    start: date
+    discovered: int
+    sanctioned: int
+
+
+@dataclass(frozen=True)
+class TopConnector:
+    id: int
+    name: str
+    status: str
+    identities: int
+    devices: int
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UnmanagedDevice:
+    id: int
+    name: str
+    platform: str
+    owner_email: str
+    last_activity_at: datetime | None
+    active_grants: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    by_status: list[Bar]
+    by_risk: list[Bar]
+    total: int
+    shadow: int
+    sanctioned: int
+    without_owner: int
+    weeks: list[Week]
+    top_connectors: list[TopConnector]
+    unmanaged_devices_total: int
+    unmanaged_devices: list[UnmanagedDevice]
+    days: int
+
+
+def _week_start(moment: datetime) -> date:
+    day = moment.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday())
+
+
+def _as_date(value: datetime | date) -> date:
+    return value.astimezone(UTC).date() if isinstance(value, datetime) else value
+
+
+def connector_counts() -> dict[str, int]:
+    """Return connector counts by status, by risk and without an owner, in one aggregate query."""
+    aggregates = {f"status_{value}": Count("id", filter=Q(status=value)) for value in Connector.Status.values}
+    aggregates |= {f"risk_{value}": Count("id", filter=Q(risk=value)) for value in Risk.values}
+    aggregates["without_owner"] = Count(
+        "id", filter=Q(business_owner__isnull=True) & ~Q(status__in=CLOSED_STATUSES)
+    )
+    aggregates["total"] = Count("id")
+    return Connector.objects.order_by().aggregate(**aggregates)
+
+
+def shadow_vs_sanctioned_by_week(*, weeks: int = 12, now: datetime | None = None) -> list[Week]:
+    """Return, per week, connectors discovered as shadow and connectors that became sanctioned.
+
+    Discovered comes from ``Connector.discovered_at``; sanctioned counts connectors now approved,
+    active or suspended whose ``status_changed_at`` falls in the week (two grouped queries).
+    """
+    now = now or timezone.now()
+    first = _week_start(now) - timedelta(weeks=weeks - 1)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    week = TruncWeek("discovered_at", tzinfo=UTC)
+    discovered = {
+        _as_date(row["week"]): row["n"]
+        for row in Connector.objects.filter(discovered_at__gte=start)
+        .annotate(week=week)
+        .order_by()
+        .values("week")
+        .annotate(n=Count("id"))
+    }
+    week = TruncWeek("status_changed_at", tzinfo=UTC)
+    sanctioned = {
+        _as_date(row["week"]): row["n"]
+        for row in Connector.objects.filter(status__in=Connector.SANCTIONED, status_changed_at__gte=start)
+        .annotate(week=week)
+        .order_by()
+        .values("week")
+        .annotate(n=Count("id"))
+    }
+    days = [first + timedelta(weeks=i) for i in range(weeks)]
+    return [Week(d, discovered.get(d, 0), sanctioned.get(d, 0)) for d in days]
+
+
+def top_connectors_by_use(
+    *, days: int = 30, limit: int = 10, now: datetime | None = None
+) -> list[TopConnector]:
+    """Return the connectors with the most identities (then devices) using them in the window.
+
+    Read from ``Grant.last_used_at`` (kept current by syncs and AI ingest), so the cost grows with
+    the number of grants, not with the number of audit events: one grouped query.
+    """
+    since = (now or timezone.now()) - timedelta(days=days)
+    rows = (
+        Grant.objects.filter(last_used_at__gte=since)
+        .order_by()
+        .values("connector_id", "connector__name", "connector__status")
+        .annotate(
+            identities=Count("identity_id", distinct=True),
+            devices=Count("device_id", distinct=True),
+            last=Max("last_used_at"),
+        )
+        .order_by("-identities", "-devices", "connector__name")[:limit]
+    )
+    return [
+        TopConnector(
+            id=r["connector_id"],
+            name=r["connector__name"],
+            status=r["connector__status"],
+            identities=r["identities"],
+            devices=r["devices"],
+            last_used_at=r["last"],
+        )
+        for r in rows
+    ]
+
+
+def unmanaged_devices_using_ai(
+    *, days: int = 30, limit: int = 20, now: datetime | None = None
+) -> tuple[int, list[UnmanagedDevice]]:
+    """Return how many unmanaged devices used AI connectors, and the most recently active ones.
+
+    A device counts when ``managed`` is false and it either holds an active grant or appears in
+    AI/sign-in activity in the window (an index probe on (device, -occurred_at) per device).
+    """
+    since = (now or timezone.now()) - timedelta(days=days)
+    activity = AuditEvent.objects.filter(ACTIVITY_Q, device=OuterRef("pk"), occurred_at__gte=since)
+    active_grants = Grant.objects.filter(device=OuterRef("pk"), status=Grant.Status.ACTIVE)
+    devices = Device.objects.filter(managed=False).filter(Exists(activity) | Exists(active_grants))
+    total = devices.count()
+    last_activity = Subquery(
+        AuditEvent.objects.filter(ACTIVITY_Q, device=OuterRef("pk"))
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1]
+    )
+    grant_count = Subquery(active_grants.order_by().values("device").annotate(n=Count("id")).values("n")[:1])
+    rows = (
+        devices.annotate(last_activity=last_activity, grant_count=grant_count)
+        .values("id", "name", "external_id", "platform", "owner__email", "last_activity", "grant_count")
+        .order_by("-last_activity", "name")[:limit]
+    )
+    return total, [
+        UnmanagedDevice(
+            id=r["id"],
+            name=r["name"] or r["external_id"],
+            platform=r["platform"],
+            owner_email=r["owner__email"] or "",
+            last_activity_at=r["last_activity"],
+            active_grants=r["grant_count"] or 0,
+        )
+        for r in rows
+    ]
+
+
+def dashboard(*, days: int = 30, weeks: int = 12, now: datetime | None = None) -> Dashboard:
+    """Return everything the audit dashboard shows, in six aggregate queries."""
+    now = now or timezone.now()
+    counts = connector_counts()
+    by_status = [Bar(v, label, counts[f"status_{v}"]) for v, label in Connector.Status.choices]
+    by_risk = [Bar(v, label, counts[f"risk_{v}"]) for v, label in Risk.choices]
+    unmanaged_total, unmanaged = unmanaged_devices_using_ai(days=days, now=now)
+    return Dashboard(
+        by_status=by_status,
+        by_risk=by_risk,
+        total=counts["total"],
+        shadow=counts[f"status_{Connector.Status.DISCOVERED}"],
+        sanctioned=sum(counts[f"status_{s}"] for s in Connector.SANCTIONED),
+        without_owner=counts["without_owner"],
+        weeks=shadow_vs_sanctioned_by_week(weeks=weeks, now=now),
+        top_connectors=top_connectors_by_use(days=days, now=now),
+        unmanaged_devices_total=unmanaged_total,
+        unmanaged_devices=unmanaged,
+        days=days,
+    )
+
+
+def events() -> QuerySet[AuditEvent]:
+    """Return audit events newest first with what the event tables show joined in."""
+    return AuditEvent.objects.select_related("actor_identity", "device", "connector").order_by(
+        "-occurred_at", "-sequence"
+    )
+
+
+@dataclass(frozen=True)
+class ActivitySummary:
+    events: int
+    identities: int
+    devices: int
+    last_used_at: datetime | None
+    top_identities: list[dict]
+    top_devices: list[dict]
+
+
+def activity_summary(queryset: QuerySet[AuditEvent], *, limit: int = 5) -> ActivitySummary:
+    """Summarise filtered events: counts, distinct identities and devices, last use, top users."""
+    qs = queryset.order_by()
+    totals = qs.aggregate(
+        events=Count("id"),
+        identities=Count("actor_identity_id", distinct=True),
+        devices=Count("device_id", distinct=True),
+        last=Max("occurred_at", filter=ACTIVITY_Q),
+    )
+    top_identities = list(
+        qs.filter(actor_identity__isnull=False)
+        .values("actor_identity_id", "actor_identity__email", "actor_identity__name")
+        .annotate(n=Count("id"), last=Max("occurred_at"))
+        .order_by("-n", "actor_identity__email")[:limit]
+    )
+    top_devices = list(
+        qs.filter(device__isnull=False)
+        .values("device_id", "device__name", "device__platform", "device__managed")
+        .annotate(n=Count("id"), last=Max("occurred_at"))
+        .order_by("-n", "device__name")[:limit]
+    )
+    return ActivitySummary(
+        events=totals["events"],
+        identities=totals["identities"],
+        devices=totals["devices"],
+        last_used_at=totals["last"],
+        top_identities=top_identities,
+        top_devices=top_devices,
+    )
+
+
+def connector_grant_totals(connector: Connector) -> dict[str, int | datetime | None]:
+    """Return a connector's grant counts (active, all) and the last use any grant reports."""
+    return Grant.objects.filter(connector=connector).aggregate(
+        active=Count("id", filter=Q(status=Grant.Status.ACTIVE)),
+        total=Count("id"),
+        holders=Count("identity_id", distinct=True, filter=Q(status=Grant.Status.ACTIVE)),
+        last_used_at=Max("last_used_at"),
+    )
+
+
+def identity_grants(identity: Identity) -> QuerySet[Grant]:
+    """Return an identity's grants with their connectors, most recently used first."""
+    return (
+        Grant.objects.filter(identity=identity)
+        .select_related("connector", "device")
+        .order_by("status", "-last_used_at", "pk")
+    )
+
+
+def identity_devices(identity: Identity) -> QuerySet[Device]:
+    """Return devices the identity owns or was seen using in activity, with its last use of each."""
+    seen = AuditEvent.objects.filter(actor_identity=identity, device__isnull=False).values("device_id")
+    last = Subquery(
+        AuditEvent.objects.filter(actor_identity=identity, device=OuterRef("pk"))
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1]
+    )
+    return (
+        Device.objects.filter(Q(owner=identity) | Q(pk__in=seen))
+        .annotate(last_activity=last)
+        .order_by("-managed", "name", "pk")
+    )
+
+
+def connectors_list() -> QuerySet[Connector]:
+    """Return connectors with owner, active grant count and last use (per-row correlated counts)."""
+    grants = Grant.objects.filter(connector=OuterRef("pk")).order_by().values("connector")
+    return (
+        Connector.objects.select_related("business_owner")
+        .annotate(
+            active_grants=Subquery(
+                grants.filter(status=Grant.Status.ACTIVE).annotate(n=Count("id")).values("n")[:1]
+            ),
+            last_used_at=Subquery(grants.annotate(m=Max("last_used_at")).values("m")[:1]),
+        )
+        .order_by("name", "pk")
+    )
