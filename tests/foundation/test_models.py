@@ -56,7 +56,9 @@ def test_fingerprint_holds_only_a_sha256_never_token_material():
 def test_a_rejection_needs_a_reason():
     request = ConnectorRequestFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Decision.objects.create(request=request, step="owner", outcome="reject", decided_by=UserFactory(), reason="")
+        Decision.objects.create(
+            request=request, step="owner", outcome="reject", decided_by=UserFactory(), reason=""
+        )
 
 
 def test_one_decision_per_step():

@@ -18,8 +18,12 @@ DEMO_PASSWORD = "lanyard-demo-2026"  # noqa: S105 - printed for the local demo o
 DEMO_DOMAIN = "lanyard.demo"
 SEED_SOURCE = "Demo directory"
 DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "People", "Product"]
-FIRST = "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Xia Yan Zoe"
-LAST = "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Silva Tan Wong"
+FIRST = (
+    "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Xia Zoe"
+)
+LAST = (
+    "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Tan Wong"
+)
 
 # (name, vendor, kind, client id, scopes, status, risk)
 CATALOGUE = [

@@ -1,0 +1,32 @@
+import pytest
+from django.core.management import call_command
+
+from audit.models import AuditEvent
+from connectors.models import Connector, Device, Grant, Identity
+from governance.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def _counts() -> dict[str, int]:
+    return {
+        model.__name__: model.objects.count()
+        for model in (Identity, Device, Connector, Grant, User, AuditEvent)
+    }
+
+
+def test_seed_demo_builds_a_realistic_organisation_and_is_idempotent():
+    call_command("seed_demo", identities=120, verbosity=0)
+    first = _counts()
+    assert first["Identity"] >= 120
+    assert Identity.objects.filter(manager__isnull=False).count() >= 119
+    assert Identity.objects.values("department").distinct().count() >= 5
+    assert {c.status for c in Connector.objects.all()} >= set(Connector.Status.values)
+    assert Connector.objects.filter(status=Connector.Status.DISCOVERED).count() >= 3
+    assert Grant.objects.filter(status=Grant.Status.ACTIVE).count() > 50
+    assert User.objects.get(email="iam@lanyard.demo").groups.filter(name="IAM staff").exists()
+    employee = User.objects.get(email="employee@lanyard.demo").identities.get()
+    assert employee.manager.user.email == "manager@lanyard.demo"
+
+    call_command("seed_demo", identities=120, verbosity=0)
+    assert _counts() == first
