@@ -19,10 +19,10 @@ DEMO_DOMAIN = "lanyard.demo"
 SEED_SOURCE = "Demo directory"
 DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "People", "Product"]
 FIRST = (
-    "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Xia Zoe"
+    "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Zoe"
 )
 LAST = (
-    "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Tan Wong"
+    "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Wong"
 )
 
 # (name, vendor, kind, client id, scopes, status, risk)
