@@ -108,7 +108,8 @@ def test_a_rewritten_chain_with_recomputed_hashes_is_caught_by_the_checkpoint(ch
         event.prev_hash = prev
         prev = event_hash(values_of(event))
         tamper(
-            f"UPDATE audit_auditevent SET prev_hash = '{event.prev_hash}', hash = '{prev}' WHERE id = {event.id}"
+            f"UPDATE audit_auditevent SET prev_hash = '{event.prev_hash}', hash = '{prev}' "
+            f"WHERE id = {event.id}"
         )
 
     problem = verify().first_problem
@@ -120,12 +121,12 @@ def test_a_rewritten_chain_with_recomputed_hashes_is_caught_by_the_checkpoint(ch
 def test_a_forged_checkpoint_signature_is_caught(chain):
     other = Ed25519PrivateKey.generate()
     last = AuditEvent.objects.order_by("-sequence").first()
-    forged = dict(
-        sequence=last.sequence,
-        head_hash=last.hash,
-        prev_signature=chain.signature,
-        created_at=chain.created_at,
-    )
+    forged = {
+        "sequence": last.sequence,
+        "head_hash": last.hash,
+        "prev_signature": chain.signature,
+        "created_at": chain.created_at,
+    }
     signature = other.sign(message(**forged, key=chain.key_id))
     AuditCheckpoint.objects.create(
         **forged, key_id=chain.key_id, signature=base64.b64encode(signature).decode()
