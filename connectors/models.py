@@ -287,7 +287,7 @@ class Grant(models.Model):
         Status.ACTIVE: {Status.REVOKING, Status.REVOKED, Status.EXPIRED},
         Status.REVOKING: {Status.REVOKED},
         Status.REVOKED: {Status.ACTIVE},  # reappeared at the IdP (consented again)
-        Status.EXPIRED: {Status.ACTIVE, Status.REVOKED},
+        Status.EXPIRED: {Status.ACTIVE, Status.REVOKING, Status.REVOKED},
     }
 
     class ConsentType(models.TextChoices):
@@ -323,6 +323,12 @@ class Grant(models.Model):
     revoke_reason = models.CharField(max_length=300, blank=True)
     revoke_attempts = models.PositiveSmallIntegerField(default=0)
     revoke_error = models.CharField(max_length=500, blank=True)
+    revoke_requested_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep should (re-)enqueue the IdP call if the grant is still revoking by then.
+    revoke_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    revoke_tenant_wide_confirmed = models.BooleanField(
+        default=False, help_text="A person confirmed revoking a tenant-wide (AllPrincipals) consent."
+    )
     token_hint = models.CharField(
         max_length=16, blank=True, help_text="Last characters the IdP shows; never the secret."
     )
@@ -355,6 +361,8 @@ class Grant(models.Model):
             models.Index(fields=["identity", "status"], name="grant_identity_status_idx"),
             models.Index(fields=["status", "last_used_at"], name="grant_status_used_idx"),
             models.Index(fields=["status", "expires_at"], name="grant_status_expires_idx"),
+            models.Index(fields=["source", "status"], name="grant_source_status_idx"),
+            models.Index(fields=["status", "revoke_next_attempt_at"], name="grant_status_next_revoke_idx"),
         ]
 
     def __str__(self) -> str:

@@ -223,10 +223,32 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "audit.checkpoint",
         "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
     },
+    "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
+    "connectors-sweep-revoking": {"task": "connectors.sweep_revoking", "schedule": timedelta(minutes=5)},
+    "connectors-expire-stale-grants": {
+        "task": "connectors.expire_stale_grants",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # Policy knobs (documented in the README).
 LANYARD_STALE_GRANT_DAYS = env.int("LANYARD_STALE_GRANT_DAYS", default=90)
+# Grants on a connector that is discovered, requested, approved or suspended are revoked after this.
+LANYARD_UNSANCTIONED_GRACE_DAYS = env.int("LANYARD_UNSANCTIONED_GRACE_DAYS", default=14)
+
+# Identity-provider sync and revocation (connectors.sync, connectors.tasks).
+LANYARD_SYNC_PAGE_SIZE = env.int("LANYARD_SYNC_PAGE_SIZE", default=500)
+# A sync claim older than this is taken to be from a dead worker and may be taken over.
+LANYARD_SYNC_CLAIM_TIMEOUT_MINUTES = env.int("LANYARD_SYNC_CLAIM_TIMEOUT_MINUTES", default=40)
+LANYARD_IDP_TIMEOUT = env.float("LANYARD_IDP_TIMEOUT", default=10.0)
+LANYARD_IDP_MAX_RETRIES = env.int("LANYARD_IDP_MAX_RETRIES", default=5)
+LANYARD_IDP_BACKOFF_BASE = env.float("LANYARD_IDP_BACKOFF_BASE", default=0.5)
+LANYARD_IDP_BACKOFF_MAX = env.float("LANYARD_IDP_BACKOFF_MAX", default=30.0)
+LANYARD_REVOKE_MAX_RETRIES = env.int("LANYARD_REVOKE_MAX_RETRIES", default=5)
+# The sweep re-enqueues a grant still revoking this long after its last attempt was due.
+LANYARD_REVOKE_SWEEP_MINUTES = env.int("LANYARD_REVOKE_SWEEP_MINUTES", default=5)
+# After a permanent IdP refusal (401, 403), the next attempt waits this long.
+LANYARD_REVOKE_PERMANENT_RETRY_MINUTES = env.int("LANYARD_REVOKE_PERMANENT_RETRY_MINUTES", default=60)
 
 # Audit trail: Ed25519 checkpoint signing key kept outside the database (PEM or base64 raw
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
