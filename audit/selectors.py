@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -178,7 +178,7 @@ def unmanaged_devices_using_ai(
     rows = (
         devices.annotate(last_activity=last_activity, grant_count=grant_count)
         .values("id", "name", "external_id", "platform", "owner__email", "last_activity", "grant_count")
-        .order_by("-last_activity", "name")[:limit]
+        .order_by(F("last_activity").desc(nulls_last=True), "name")[:limit]
     )
     return total, [
         UnmanagedDevice(

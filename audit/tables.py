@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from connectors.models import Connector, Device, Grant
 
@@ -26,7 +27,7 @@ class EventTable(tables.Table):
     actor = tables.Column(verbose_name="Who", accessor="actor_label", order_by=("actor_label",))
     device = tables.Column(order_by=("device__name",))
     connector = tables.Column(order_by=("connector__name",))
-    what = tables.Column(verbose_name="What", accessor="target_label", orderable=False)
+    what = tables.Column(verbose_name="What", accessor="target_label", orderable=False, empty_values=())
     ip = tables.Column(verbose_name="IP", orderable=False)
 
     class Meta:
@@ -37,18 +38,25 @@ class EventTable(tables.Table):
         empty_text = "No events match these filters."
         attrs = {"class": "events"}
 
+    def __init__(self, *args, link_identities: bool = True, **kwargs) -> None:
+        # Business owners see their connector's users but may not open other people's pages.
+        self.link_identities = link_identities
+        super().__init__(*args, **kwargs)
+
     def render_outcome(self, record: AuditEvent) -> str:
         return _badge(record.outcome, record.get_outcome_display())
 
     def render_actor(self, record: AuditEvent) -> str:
-        if record.actor_identity_id:
+        if record.actor_identity_id and self.link_identities:
             url = reverse("audit:identity", args=[record.actor_identity_id])
             return format_html('<a href="{}">{}</a>', url, record.actor_identity.email)
+        if record.actor_identity_id:
+            return record.actor_identity.email
         return record.actor_label or "—"
 
     def render_device(self, record: AuditEvent) -> str:
         device = record.device
-        managed = "" if device.managed else format_html(' <span class="badge high">unmanaged</span>')
+        managed = "" if device.managed else mark_safe(' <span class="badge high">unmanaged</span>')
         url = reverse("audit:events") + "?" + urlencode({"device": device.pk})
         return format_html('<a href="{}">{}</a>{}', url, device.name or device.external_id, managed)
 

@@ -87,7 +87,7 @@ def _export(
     if fmt not in FORMATS:
         raise Http404("Unknown export format.")
     # Recorded before the first byte is sent: an export that fails midway is still on the record.
-    audit_services.record(
+    exported = audit_services.record(
         "audit.exported",
         actor=request.user,
         connector=connector,
@@ -96,7 +96,9 @@ def _export(
         ip=request.META.get("REMOTE_ADDR"),
         user_agent=request.headers.get("user-agent", ""),
     )
-    return streaming_response(queryset, fmt, scope=scope)
+    # A snapshot up to the chain head at the request: rows arriving mid-stream wait for the next one.
+    snapshot = queryset.filter(sequence__lt=exported.sequence)
+    return streaming_response(snapshot, fmt, scope=scope)
 
 
 @login_required
@@ -149,13 +151,14 @@ def _connector_activity(request: HttpRequest, pk: int) -> tuple[Connector, Conne
 def connector_activity(request: HttpRequest, pk: int) -> HttpResponse:
     """Show who used a connector, from which devices, when and for what."""
     connector, filterset = _connector_activity(request, pk)
+    is_iam = request.user.has_perm(VIEW_ALL)
     context = {
         "connector": connector,
         "filter": filterset,
         "summary": selectors.activity_summary(filterset.qs),
         "grants": selectors.connector_grant_totals(connector),
-        "table": _lazy_table(request, ConnectorEventTable(filterset.qs)),
-        "is_iam": request.user.has_perm(VIEW_ALL),
+        "table": _lazy_table(request, ConnectorEventTable(filterset.qs, link_identities=is_iam)),
+        "is_iam": is_iam,
         "exports": _export_links(request, "audit:connector_activity_export", connector.pk),
     }
     return render(request, "audit/connector_activity.html", context)
