@@ -1,6 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.urls import reverse
+from django.utils.html import format_html
 
+from connectors.models import IllegalTransition
+
+from .attestations import AttestationError, campaign_close, campaign_launch
 from .models import (
     Attestation,
     AttestationCampaign,
@@ -10,6 +15,7 @@ from .models import (
     OwnershipTransfer,
     User,
 )
+from .transfers import TransferError, transfer_cancel
 
 
 @admin.register(User)
@@ -55,11 +61,45 @@ class DecisionAdmin(admin.ModelAdmin):
 
 @admin.register(AttestationCampaign)
 class AttestationCampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "policy", "deadline", "launched_at", "closed_at"]
+    list_display = ["name", "status", "policy", "deadline", "launched_at", "closed_at", "progress"]
     list_filter = ["status", "policy"]
     search_fields = ["name"]
     readonly_fields = ["status", "launched_by", "launched_at", "closed_at"]
     filter_horizontal = ["scope_connectors"]
+    actions = ["launch", "close_now"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A launched campaign's scope and rules are what its emails and links promised.
+        if obj is not None and obj.status != AttestationCampaign.Status.DRAFT:
+            return [f.name for f in obj._meta.fields if f.name != "id"] + ["scope_connectors"]
+        return self.readonly_fields
+
+    @admin.display(description="progress")
+    def progress(self, obj: AttestationCampaign) -> str:
+        if obj.status == AttestationCampaign.Status.DRAFT:
+            return "—"
+        return format_html('<a href="{}">progress</a>', reverse("attest:campaign_detail", args=[obj.pk]))
+
+    def _each(self, request, queryset, service, done: str) -> None:
+        ok = 0
+        for campaign in queryset.order_by("pk"):
+            try:
+                service(campaign=campaign, actor=request.user)
+                ok += 1
+            except (IllegalTransition, AttestationError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        if ok:
+            self.message_user(request, f"{ok} campaign{'s' if ok != 1 else ''} {done}.", messages.SUCCESS)
+
+    @admin.action(description="Launch: email every manager in scope", permissions=["change"])
+    def launch(self, request, queryset) -> None:
+        self._each(request, queryset, campaign_launch, "launched; the managers' emails are on their way")
+
+    @admin.action(
+        description="Close now: apply the deadline policy to what is pending", permissions=["change"]
+    )
+    def close_now(self, request, queryset) -> None:
+        self._each(request, queryset, campaign_close, "closed")
 
 
 @admin.register(Attestation)
@@ -83,9 +123,34 @@ class ManagerReviewAdmin(admin.ModelAdmin):
 
 @admin.register(OwnershipTransfer)
 class OwnershipTransferAdmin(admin.ModelAdmin):
-    list_display = ["connector", "from_user", "to_user", "reason", "status", "created_at"]
+    """Read-only: offers are made on the hand-over page and answered by the new owner."""
+
+    list_display = ["connector", "from_user", "to_user", "reason", "status", "created_at", "decided_at"]
     list_filter = ["status", "reason"]
     search_fields = ["connector__name", "to_user__email"]
     list_select_related = ["connector", "from_user", "to_user"]
-    autocomplete_fields = ["connector", "from_user", "to_user"]
-    readonly_fields = ["status", "decided_at"]
+    readonly_fields = [
+        "connector",
+        "from_user",
+        "to_user",
+        "reason",
+        "status",
+        "note",
+        "created_at",
+        "decided_at",
+    ]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected pending transfers", permissions=["change"])
+    def cancel(self, request, queryset) -> None:
+        ok = 0
+        for transfer in queryset.filter(status=OwnershipTransfer.Status.PENDING).order_by("pk"):
+            try:
+                transfer_cancel(transfer=transfer, actor=request.user)
+                ok += 1
+            except (IllegalTransition, TransferError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        self.message_user(request, f"{ok} transfer{'s' if ok != 1 else ''} cancelled.", messages.SUCCESS)

@@ -149,12 +149,24 @@ class AttestationCampaign(models.Model):
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Grants in scope with nobody to review them (no active manager, no business owner identity).
+    unrouted_grant_ids = models.JSONField(default=list, blank=True, editable=False)
+    # Set on campaigns the schedule creates ("2026-Q4"); unique, so a period never gets two.
+    schedule_period = models.CharField(max_length=16, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule_period"], condition=~Q(schedule_period=""), name="campaign_one_per_period"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def check_transition(self, status: str) -> None:
+        check_transition(self.TRANSITIONS, self.status, status, f"Campaign '{self.name}'")
 
 
 class Attestation(models.Model):
@@ -164,6 +176,14 @@ class Attestation(models.Model):
         REVOKE = "revoke", "Revoke"
         FLAGGED = "flagged", "Flagged at deadline"
         AUTO_REVOKED = "auto_revoked", "Revoked at deadline"
+
+    TRANSITIONS: dict[str, set[str]] = {
+        Decision.PENDING: {Decision.KEEP, Decision.REVOKE, Decision.FLAGGED, Decision.AUTO_REVOKED},
+        Decision.KEEP: set(),
+        Decision.REVOKE: set(),
+        Decision.FLAGGED: set(),
+        Decision.AUTO_REVOKED: set(),
+    }
 
     campaign = models.ForeignKey(AttestationCampaign, on_delete=models.CASCADE, related_name="attestations")
     grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="attestations")
@@ -189,6 +209,9 @@ class Attestation(models.Model):
     def __str__(self) -> str:
         return f"{self.campaign_id}:{self.grant_id} {self.decision}"
 
+    def check_transition(self, decision: str) -> None:
+        check_transition(self.TRANSITIONS, self.decision, decision, f"Attestation {self.pk}")
+
 
 class ManagerReview(models.Model):
     """One manager's part of a campaign: what the email and the reminders track."""
@@ -203,6 +226,9 @@ class ManagerReview(models.Model):
     last_reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # What the mail task has already sent, so a redelivered task sends nothing twice.
+    reminders_mailed = models.PositiveSmallIntegerField(default=0, editable=False)
+    escalation_mailed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "manager"], name="review_one_per_manager")]

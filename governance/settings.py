@@ -219,6 +219,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "heartbeat": {"task": "governance.heartbeat", "schedule": timedelta(minutes=1)},
+    "attestation-tick": {"task": "governance.attestation_tick", "schedule": timedelta(hours=1)},
+    "attestation-schedule": {"task": "governance.attestation_schedule", "schedule": timedelta(hours=6)},
     "audit-checkpoint": {
         "task": "audit.checkpoint",
         "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
@@ -249,6 +251,13 @@ LANYARD_REVOKE_MAX_RETRIES = env.int("LANYARD_REVOKE_MAX_RETRIES", default=5)
 LANYARD_REVOKE_SWEEP_MINUTES = env.int("LANYARD_REVOKE_SWEEP_MINUTES", default=5)
 # After a permanent IdP refusal (401, 403), the next attempt waits this long.
 LANYARD_REVOKE_PERMANENT_RETRY_MINUTES = env.int("LANYARD_REVOKE_PERMANENT_RETRY_MINUTES", default=60)
+# Attestation campaigns the beat launches by itself: "" (none, launch from the admin), "monthly" or
+# "quarterly"; each gets the deadline, reminder days, escalation and deadline policy below.
+LANYARD_ATTESTATION_SCHEDULE = env.str("LANYARD_ATTESTATION_SCHEDULE", default="")
+LANYARD_ATTESTATION_DEADLINE_DAYS = env.int("LANYARD_ATTESTATION_DEADLINE_DAYS", default=14)
+LANYARD_ATTESTATION_REMINDER_DAYS = env.list("LANYARD_ATTESTATION_REMINDER_DAYS", cast=int, default=[7, 3, 1])
+LANYARD_ATTESTATION_ESCALATE_AFTER = env.int("LANYARD_ATTESTATION_ESCALATE_AFTER", default=2)
+LANYARD_ATTESTATION_POLICY = env.str("LANYARD_ATTESTATION_POLICY", default="flag")
 
 # Audit trail: Ed25519 checkpoint signing key kept outside the database (PEM or base64 raw
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.

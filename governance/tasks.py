@@ -80,3 +80,51 @@ def provision_request(self, request_id: int, actor_id: int) -> str:
         return "manual"
     request_provision_complete(request=req, actor=actor, source=source, result=result)
     return "provisioned"
+
+
+# --- attestations, offboarding and ownership transfers ------------------------------------------
+
+
+@shared_task(
+    name="governance.attestation_mail",
+    bind=True,
+    max_retries=5,
+    autoretry_for=TRANSIENT_MAIL_ERRORS,
+    retry_backoff=30,
+    retry_backoff_max=1800,
+)
+def attestation_mail(self, review_id: int, kind: str) -> bool:
+    """Send one manager's launch, reminder or escalation email, once."""
+    from .attestations import review_mail_send
+
+    return review_mail_send(review_id=review_id, kind=kind)
+
+
+@shared_task(name="governance.attestation_tick", max_retries=0)
+def attestation_tick() -> dict[str, int]:
+    """Drive running campaigns: reminders, escalation, the deadline policy and closing."""
+    from .attestations import attestation_tick as tick
+
+    return tick()
+
+
+@shared_task(name="governance.attestation_schedule", max_retries=0)
+def attestation_schedule() -> int | None:
+    """Launch this period's scheduled campaign when LANYARD_ATTESTATION_SCHEDULE asks for one."""
+    from .attestations import campaign_schedule_run
+
+    campaign = campaign_schedule_run()
+    return campaign.pk if campaign else None
+
+
+@shared_task(name="governance.offboard_identity", bind=True, max_retries=5)
+def offboard_identity(self, identity_id: int) -> dict[str, int]:
+    """Offboard one deprovisioned identity: revoke its grants, hand its connectors to its manager."""
+    from connectors.models import Identity
+
+    from .offboarding import identity_offboard
+
+    identity = Identity.objects.filter(pk=identity_id).first()
+    if identity is None:
+        return {}
+    return identity_offboard(identity=identity, actor="system")
