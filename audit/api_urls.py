@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns = [
+    path("events", api.events, name="api-events"),
+    path("openapi.json", api.openapi, name="api-openapi"),
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,9 +12,15 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from .chain import GENESIS_HASH, event_hash, jsonable, lock_head, normalise_ip, values_of
-from .models import AuditChainHead, AuditEvent
+from .models import AuditChainHead, AuditEvent, IngestKey
 
-__all__ = ["GENESIS_HASH", "record", "record_batch"]
+__all__ = [
+    "GENESIS_HASH",
+    "ingest_key_create",
+    "ingest_key_revoke",
+    "record",
+    "record_batch",
+]
 
 # SQLite allows 32766 bound parameters per statement; stay well below for the external-id lookup.
 _LOOKUP_CHUNK = 5000
@@ -123,7 +131,8 @@ def record(
         ingest_key=ingest_key,
         actor_label=actor_label,
     )
-    with transaction.atomic():
+    # No savepoint of its own: if the audit write fails, the change it records must fail too.
+    with transaction.atomic(savepoint=False):
         head = lock_head()
         _chain([event], head)
         event.save()
@@ -131,8 +140,11 @@ def record(
     return event
 
 
-def record_batch(events: Iterable[dict[str, Any]]) -> int:
-    """Append many events under one head lock, skipping external ids already recorded; return how many."""
+def record_batch(events: Iterable[dict[str, Any]], *, head: AuditChainHead | None = None) -> int:
+    """Append many events under one head lock, skipping external ids already recorded; return how many.
+
+    Pass ``head`` when this transaction already holds it (from ``audit.chain.lock_head``).
+    """
     now = timezone.now()
     built: list[AuditEvent] = []
     seen: set[str] = set()
@@ -145,17 +157,17 @@ def record_batch(events: Iterable[dict[str, Any]]) -> int:
         built.append(event)
     if not built:
         return 0
-    with transaction.atomic():
-        head = lock_head()
+    with transaction.atomic(savepoint=False):
+        head = head or lock_head()
         if seen:
             # Read after the lock: a concurrent batch with the same ids has committed by now.
             ids = list(seen)
             existing: set[str] = set()
             for i in range(0, len(ids), _LOOKUP_CHUNK):
                 existing.update(
-                    AuditEvent.objects.filter(external_id__in=ids[i : i + _LOOKUP_CHUNK]).values_list(
-                        "external_id", flat=True
-                    )
+                    AuditEvent.objects.filter(external_id__in=ids[i : i + _LOOKUP_CHUNK])
+                    .order_by()
+                    .values_list("external_id", flat=True)
                 )
             if existing:
                 built = [e for e in built if e.external_id not in existing]
@@ -165,3 +177,57 @@ def record_batch(events: Iterable[dict[str, Any]]) -> int:
         AuditEvent.objects.bulk_create(built, batch_size=1000)
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
     return len(built)
+
+
+# --- ingest keys ------------------------------------------------------------------------------
+
+INGEST_KEY_PREFIX = "lny"
+
+
+def hash_ingest_key(raw: str) -> str:
+    """Return the stored form of an ingest key: hex SHA-256 (keys are random, no salt needed)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def ingest_key_create(
+    *,
+    name: str,
+    actor: Any,
+    scopes: list[str] | None = None,
+    rate_limit_per_minute: int = 600,
+) -> tuple[IngestKey, str]:
+    """Create a key for one gateway; return it with the full key, which is shown once and never stored."""
+    prefix = secrets.token_hex(6)
+    raw = f"{INGEST_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic():
+        key = IngestKey.objects.create(
+            name=name,
+            prefix=prefix,
+            key_hash=hash_ingest_key(raw),
+            scopes=list(scopes if scopes is not None else [IngestKey.Scope.EVENTS_WRITE]),
+            rate_limit_per_minute=rate_limit_per_minute,
+            created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+        )
+        record(
+            "ingest_key.created",
+            actor=actor,
+            target=key,
+            data={"prefix": prefix, "scopes": key.scopes, "rate_limit_per_minute": rate_limit_per_minute},
+        )
+    return key, raw
+
+
+class IngestKeyAlreadyRevoked(Exception):
+    """The ingest key was revoked before."""
+
+
+def ingest_key_revoke(*, key: IngestKey, actor: Any) -> IngestKey:
+    """Revoke a key: it stops authenticating at once."""
+    with transaction.atomic():
+        key = IngestKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            raise IngestKeyAlreadyRevoked(f"Ingest key '{key.name}' is already revoked.")
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        record("ingest_key.revoked", actor=actor, target=key, data={"prefix": key.prefix})
+    return key

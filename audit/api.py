@@ -1,0 +1,113 @@
+"""The gateway API: ``POST /api/v1/events`` with an ingest key, and its OpenAPI document."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from . import ingest
+from .models import IngestKey
+from .services import INGEST_KEY_PREFIX, hash_ingest_key
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+_DUMMY_HASH = hash_ingest_key("lanyard-no-such-key")
+UNAUTHORIZED = "Invalid or revoked ingest key."
+
+
+def _error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _unauthorized() -> JsonResponse:
+    response = _error(401, UNAUTHORIZED)
+    response["WWW-Authenticate"] = 'Bearer realm="lanyard"'
+    return response
+
+
+def authenticate(header: str) -> IngestKey | None:
+    """Return the active key named by an ``Authorization: Bearer`` header, or None."""
+    scheme, _, raw = header.partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        return None
+    parts = raw.split("_")
+    prefix = parts[1] if len(parts) >= 3 and parts[0] == INGEST_KEY_PREFIX else ""
+    key = IngestKey.objects.filter(prefix=prefix).first() if prefix else None
+    # Compare even when no key matched, so a wrong prefix and a wrong secret take the same time.
+    matches = hmac.compare_digest(hash_ingest_key(raw), key.key_hash if key else _DUMMY_HASH)
+    if key is None or not matches or key.revoked_at is not None:
+        return None
+    return key
+
+
+def _rate_limited(key: IngestKey) -> int:
+    """Count this request in the key's minute window; return seconds to wait, or 0 when allowed."""
+    now = time.time()
+    window = int(now // 60)
+    name = f"lanyard:ingest-rate:{key.pk}:{key.prefix}:{window}"
+    cache.add(name, 0, timeout=120)
+    try:
+        count = cache.incr(name)
+    except ValueError:  # expired between add and incr
+        cache.set(name, 1, timeout=120)
+        count = 1
+    if count > key.rate_limit_per_minute:
+        return max(1, math.ceil((window + 1) * 60 - now))
+    return 0
+
+
+@csrf_exempt
+@require_POST
+def events(request: HttpRequest) -> HttpResponse:
+    """Accept a batch of AI activity events from a gateway."""
+    key = authenticate(request.headers.get("Authorization", ""))
+    if key is None:
+        return _unauthorized()
+    if IngestKey.Scope.EVENTS_WRITE not in key.scopes:
+        return _error(403, "This key lacks the events:write scope.")
+    wait = _rate_limited(key)
+    if wait:
+        response = _error(429, f"Rate limit of {key.rate_limit_per_minute} requests per minute exceeded.")
+        response["Retry-After"] = str(wait)
+        return response
+
+    max_bytes = settings.LANYARD_INGEST_MAX_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > max_bytes:
+        return _error(413, f"Request body over {max_bytes} bytes.")
+    # Read the stream ourselves: request.body would apply DATA_UPLOAD_MAX_MEMORY_SIZE instead.
+    body = request.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        return _error(413, f"Request body over {max_bytes} bytes.")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "Malformed JSON.")
+    try:
+        batch = ingest.validate(payload, max_events=settings.LANYARD_INGEST_MAX_EVENTS)
+        result = ingest.events_ingest(key=key, events=batch)
+    except ingest.IngestRejected as exc:
+        return _error(400, "Invalid events; nothing was recorded.", errors=exc.errors)
+    except ingest.BatchTooLarge as exc:
+        return _error(413, str(exc))
+    IngestKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return JsonResponse(result.as_dict(), status=200)
+
+
+@require_GET
+def openapi(request: HttpRequest) -> HttpResponse:
+    """Serve the OpenAPI 3.1 document of the gateway API."""
+    return HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")

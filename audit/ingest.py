@@ -1,0 +1,562 @@
+"""AI activity ingest: validate a gateway's batch, resolve it to the register, record it in the chain.
+
+A batch is all-or-nothing: every event is validated (and its identity source looked up) before
+anything is written. Each event is then resolved in bulk, a fixed number of queries per batch:
+
+- actor → Identity, by email or by (source, external id); an unknown person is created as an
+  unsourced ``unverified`` Identity and flagged, never dropped;
+- device → Device by id; unknown devices likewise;
+- connector → via ConnectorApp (source + client id) or Connector.mcp_server_url; an unknown client
+  becomes a ``discovered`` (shadow) Connector, with a ConnectorApp when a source is named, and a
+  ``connector.discovered`` audit event;
+- grant → the identity's active grant on that connector, if any.
+
+Idempotency: an event's chain ``external_id`` is ``<ingest key prefix>:<event id>``, so ids only
+need to be unique per gateway key and a retried batch never duplicates; a gateway that moves to a
+new key starts a new id space.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource
+
+from .chain import lock_head
+from .models import AuditEvent, IngestKey
+from .services import record_batch
+
+MAX_ERRORS = 100
+_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+_validate_url = URLValidator(schemes=["http", "https"])
+OUTCOMES = set(AuditEvent.Outcome.values)
+
+
+class BatchTooLarge(Exception):
+    """More events in one request than LANYARD_INGEST_MAX_EVENTS."""
+
+
+class IngestRejected(Exception):
+    """The batch is invalid; nothing was written."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+@dataclass(slots=True)
+class Event:
+    """One validated event, still unresolved."""
+
+    index: int
+    id: str
+    time: dt.datetime
+    action: str
+    outcome: str
+    email: str = ""
+    actor_source: str = ""
+    actor_external_id: str = ""
+    actor_name: str = ""
+    device_id: str = ""
+    device: dict[str, Any] = field(default_factory=dict)
+    connector_source: str = ""
+    client_id: str = ""
+    mcp_server_url: str = ""
+    connector_name: str = ""
+    resource: str = ""
+    ip: str | None = None
+    user_agent: str = ""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    unverified_identities: int = 0
+    unverified_devices: int = 0
+    discovered_connectors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "unverified_identities": self.unverified_identities,
+            "unverified_devices": self.unverified_devices,
+            "discovered_connectors": self.discovered_connectors,
+        }
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, index: int, field_: str, message: str) -> None:
+        if len(self.items) < MAX_ERRORS:
+            self.items.append({"index": index, "field": field_, "message": message})
+
+
+def _string(
+    obj: Mapping, key: str, errors: _Errors, i: int, path: str, *, required=False, max_length=254
+) -> str:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            errors.add(i, path, "This field is required.")
+        return ""
+    if not isinstance(value, str):
+        errors.add(i, path, "Must be a string.")
+        return ""
+    if len(value) > max_length:
+        errors.add(i, path, f"At most {max_length} characters.")
+        return ""
+    if "\x00" in value:
+        errors.add(i, path, "Must not contain NUL characters.")
+        return ""
+    return value
+
+
+def _object(event: Mapping, key: str, errors: _Errors, i: int, *, required: bool) -> Mapping | None:
+    value = event.get(key)
+    if value is None:
+        if required:
+            errors.add(i, key, "This field is required.")
+        return None
+    if not isinstance(value, Mapping):
+        errors.add(i, key, "Must be an object.")
+        return None
+    return value
+
+
+def _validate_one(i: int, raw: Any, errors: _Errors) -> Event | None:
+    if not isinstance(raw, Mapping):
+        errors.add(i, "", "Each event must be an object.")
+        return None
+    before = len(errors.items)
+    event_id = _string(raw, "id", errors, i, "id", required=True, max_length=128)
+    when = None
+    time_raw = _string(raw, "time", errors, i, "time", required=True, max_length=64)
+    if time_raw:
+        try:
+            when = parse_datetime(time_raw)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            errors.add(i, "time", "An RFC 3339 date-time with a time zone, e.g. 2026-11-29T10:00:00Z.")
+    action = _string(raw, "action", errors, i, "action", required=True, max_length=61)
+    if action and not _ACTION.match(action):
+        errors.add(i, "action", "Lower-case words separated by dots, e.g. tool_call or file.read.")
+    outcome = _string(raw, "outcome", errors, i, "outcome", max_length=16) or "success"
+    if outcome not in OUTCOMES:
+        errors.add(i, "outcome", f"One of: {', '.join(sorted(OUTCOMES))}.")
+
+    event = Event(index=i, id=event_id, time=when or timezone.now(), action=action, outcome=outcome)
+
+    actor = _object(raw, "actor", errors, i, required=True)
+    if actor is not None:
+        event.email = _string(actor, "email", errors, i, "actor.email")
+        event.actor_source = _string(actor, "source", errors, i, "actor.source", max_length=100)
+        event.actor_external_id = _string(
+            actor, "external_id", errors, i, "actor.external_id", max_length=200
+        )
+        event.actor_name = _string(actor, "name", errors, i, "actor.name", max_length=200)
+        if event.email:
+            try:
+                validate_email(event.email)
+            except ValidationError:
+                errors.add(i, "actor.email", "Enter a valid email address.")
+        elif not (event.actor_source and event.actor_external_id):
+            errors.add(i, "actor", "Give either email, or source and external_id.")
+
+    device = _object(raw, "device", errors, i, required=False)
+    if device is not None:
+        event.device_id = _string(device, "id", errors, i, "device.id", required=True, max_length=200)
+        managed = device.get("managed", False)
+        if not isinstance(managed, bool):
+            errors.add(i, "device.managed", "Must be true or false.")
+        event.device = {
+            "name": _string(device, "name", errors, i, "device.name", max_length=200),
+            "platform": _string(device, "platform", errors, i, "device.platform", max_length=50),
+            "managed": managed is True,
+        }
+
+    connector = _object(raw, "connector", errors, i, required=True)
+    if connector is not None:
+        event.connector_source = _string(connector, "source", errors, i, "connector.source", max_length=100)
+        event.client_id = _string(connector, "client_id", errors, i, "connector.client_id", max_length=255)
+        event.mcp_server_url = _string(
+            connector, "mcp_server_url", errors, i, "connector.mcp_server_url", max_length=500
+        )
+        event.connector_name = _string(connector, "name", errors, i, "connector.name", max_length=200)
+        if event.mcp_server_url:
+            try:
+                _validate_url(event.mcp_server_url)
+            except ValidationError:
+                errors.add(i, "connector.mcp_server_url", "Enter a valid http(s) URL.")
+        elif not (event.connector_source and event.client_id):
+            errors.add(i, "connector", "Give either source and client_id, or mcp_server_url.")
+
+    event.resource = _string(raw, "resource", errors, i, "resource", max_length=1000)
+    event.user_agent = _string(raw, "user_agent", errors, i, "user_agent", max_length=500)
+    ip = _string(raw, "ip", errors, i, "ip", max_length=64)
+    if ip:
+        try:
+            event.ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            errors.add(i, "ip", "Enter a valid IPv4 or IPv6 address.")
+    return event if len(errors.items) == before else None
+
+
+def validate(payload: Any, *, max_events: int) -> list[Event]:
+    """Return the batch's events, or raise IngestRejected listing every bad field by index."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("events"), list):
+        raise IngestRejected([{"index": None, "field": "events", "message": 'Send {"events": [...]}.'}])
+    raw_events = payload["events"]
+    if not raw_events:
+        raise IngestRejected([{"index": None, "field": "events", "message": "At least one event."}])
+    if len(raw_events) > max_events:
+        raise BatchTooLarge(f"At most {max_events} events per request.")
+    errors = _Errors()
+    events: list[Event] = []
+    seen_ids: dict[str, int] = {}
+    for i, raw in enumerate(raw_events):
+        event = _validate_one(i, raw, errors)
+        if event is None:
+            continue
+        if event.id in seen_ids:
+            errors.add(i, "id", f"Repeats the id of event {seen_ids[event.id]}.")
+            continue
+        seen_ids[event.id] = i
+        events.append(event)
+    if errors.items:
+        raise IngestRejected(errors.items)
+    return events
+
+
+# ------------------------------------------------------------------------------------ resolution
+
+
+def _sources(events: list[Event]) -> dict[str, IdentitySource]:
+    """Map each named source (a source's name, or a kind that only one source has) to the source."""
+    names = {e.actor_source for e in events if e.actor_source} | {
+        e.connector_source for e in events if e.connector_source
+    }
+    if not names:
+        return {}
+    found: dict[str, IdentitySource] = {}
+    by_kind: dict[str, list[IdentitySource]] = {}
+    for source in IdentitySource.objects.filter(Q(name__in=names) | Q(kind__in=names)):
+        if source.name in names:
+            found[source.name] = source
+        by_kind.setdefault(source.kind, []).append(source)
+    for kind, sources in by_kind.items():
+        if kind in names and kind not in found and len(sources) == 1:
+            found[kind] = sources[0]
+    return found
+
+
+def _check_sources(events: list[Event], sources: dict[str, IdentitySource]) -> None:
+    errors = _Errors()
+    for e in events:
+        for path, name in (("actor.source", e.actor_source), ("connector.source", e.connector_source)):
+            if name and name not in sources:
+                errors.add(e.index, path, f"No identity source named '{name}' (give its name or kind).")
+    if errors.items:
+        raise IngestRejected(errors.items)
+
+
+def _unsourced_identity_key(e: Event) -> str:
+    return f"email:{e.email.lower()}" if e.email else f"{e.actor_source}:{e.actor_external_id}"
+
+
+def _identities(
+    events: list[Event], sources: dict[str, IdentitySource], now: dt.datetime, result: IngestResult
+) -> dict[int, Identity]:
+    emails = {e.email for e in events if e.email} | {e.email.lower() for e in events if e.email}
+    pairs = {(sources[e.actor_source].pk, e.actor_external_id) for e in events if not e.email}
+    unsourced = {_unsourced_identity_key(e) for e in events}
+    query = Q(source__isnull=True, external_id__in=unsourced)
+    if emails:
+        query |= Q(email__in=emails)
+    if pairs:
+        query |= Q(source_id__in={p[0] for p in pairs}, external_id__in={p[1] for p in pairs})
+    by_email: dict[str, Identity] = {}
+    by_pair: dict[tuple[int, str], Identity] = {}
+    by_key: dict[str, Identity] = {}
+    # Verified before unverified, active first, oldest first: the best match wins for an email.
+    for identity in Identity.objects.filter(query).order_by("unverified", "status", "pk"):
+        if identity.source_id is None:
+            by_key.setdefault(identity.external_id, identity)
+        by_email.setdefault(identity.email.lower(), identity)
+        by_pair.setdefault((identity.source_id, identity.external_id), identity)
+
+    def find(e: Event) -> Identity | None:
+        if e.email:
+            return by_email.get(e.email.lower()) or by_key.get(_unsourced_identity_key(e))
+        return by_pair.get((sources[e.actor_source].pk, e.actor_external_id)) or by_key.get(
+            _unsourced_identity_key(e)
+        )
+
+    new: dict[str, Identity] = {}
+    for e in events:
+        if find(e) is None and _unsourced_identity_key(e) not in new:
+            new[_unsourced_identity_key(e)] = Identity(
+                source=None,
+                external_id=_unsourced_identity_key(e),
+                email=e.email.lower(),
+                name=e.actor_name,
+                unverified=True,
+                first_seen=now,
+                last_seen=now,
+            )
+    if new:
+        Identity.objects.bulk_create(new.values())
+        by_key.update(new)
+        result.unverified_identities = len(new)
+    return {e.index: find(e) for e in events}
+
+
+def _devices(
+    events: list[Event], identities: dict[int, Identity], now: dt.datetime, result: IngestResult
+) -> dict[int, Device]:
+    ids = {e.device_id for e in events if e.device_id}
+    if not ids:
+        return {}
+    found: dict[str, Device] = {}
+    for device in Device.objects.filter(external_id__in=ids).order_by("unverified", "pk"):
+        found.setdefault(device.external_id, device)
+    new: dict[str, Device] = {}
+    for e in events:
+        if e.device_id and e.device_id not in found and e.device_id not in new:
+            new[e.device_id] = Device(
+                source=None,
+                external_id=e.device_id,
+                name=e.device["name"],
+                platform=e.device["platform"],
+                managed=e.device["managed"],
+                unverified=True,
+                owner=identities[e.index],
+                first_seen=now,
+                last_seen=now,
+            )
+    if new:
+        Device.objects.bulk_create(new.values())
+        found.update(new)
+        result.unverified_devices = len(new)
+    return {e.index: found[e.device_id] for e in events if e.device_id}
+
+
+def _connector_name(e: Event) -> str:
+    if e.connector_name:
+        return e.connector_name
+    if e.mcp_server_url:
+        return f"MCP server {urlsplit(e.mcp_server_url).netloc}"[:200]
+    return e.client_id[:200]
+
+
+def _connectors(
+    events: list[Event],
+    sources: dict[str, IdentitySource],
+    now: dt.datetime,
+    key: IngestKey,
+    discovered: list[dict[str, Any]],
+) -> tuple[dict[int, Connector], dict[int, IdentitySource]]:
+    pairs = {(sources[e.connector_source].pk, e.client_id) for e in events if e.client_id}
+    urls = {e.mcp_server_url for e in events if e.mcp_server_url}
+    by_pair: dict[tuple[int, str], Connector] = {}
+    by_url: dict[str, Connector] = {}
+    if pairs:
+        apps = ConnectorApp.objects.filter(
+            source_id__in={p[0] for p in pairs}, client_id__in={p[1] for p in pairs}
+        ).select_related("connector")
+        for app in apps:
+            by_pair[(app.source_id, app.client_id)] = app.connector
+    if urls:
+        for connector in Connector.objects.filter(mcp_server_url__in=urls).order_by("pk"):
+            by_url.setdefault(connector.mcp_server_url, connector)
+
+    def pair(e: Event) -> tuple[int, str]:
+        return (sources[e.connector_source].pk, e.client_id)
+
+    new_connectors: dict[Any, tuple[Connector, IdentitySource | None]] = {}
+    new_apps: list[ConnectorApp] = []
+    for e in events:
+        lookup = pair(e) if e.client_id else e.mcp_server_url
+        if (by_pair.get(lookup) if e.client_id else by_url.get(lookup)) or lookup in new_connectors:
+            continue
+        source = sources[e.connector_source] if e.client_id else None
+        connector = Connector(
+            name=_connector_name(e),
+            kind=Connector.Kind.OAUTH_APP if e.client_id else Connector.Kind.MCP_SERVER,
+            status=Connector.Status.DISCOVERED,
+            mcp_server_url=e.mcp_server_url,
+            discovered_at=now,
+            status_changed_at=now,
+            created_at=now,
+        )
+        new_connectors[lookup] = (connector, source)
+        if source is not None:
+            new_apps.append(
+                ConnectorApp(
+                    connector=connector,
+                    source=source,
+                    client_id=e.client_id,
+                    name=e.connector_name,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+    if new_connectors:
+        Connector.objects.bulk_create([c for c, _ in new_connectors.values()])
+        for app in new_apps:
+            app.connector_id = app.connector.pk
+        ConnectorApp.objects.bulk_create(new_apps)
+        for lookup, (connector, source) in new_connectors.items():
+            if source is not None:
+                by_pair[lookup] = connector
+            else:
+                by_url[lookup] = connector
+            discovered.append(
+                {
+                    "action": "connector.discovered",
+                    "actor": f"gateway:{key.name}",
+                    "connector": connector,
+                    "source": source,
+                    "target": connector,
+                    "occurred_at": now,
+                    "ingest_key": key,
+                    "data": {
+                        "via": "ai_activity",
+                        "client_id": lookup[1] if source is not None else "",
+                        "mcp_server_url": "" if source is not None else lookup,
+                    },
+                }
+            )
+    connectors = {e.index: by_pair[pair(e)] if e.client_id else by_url[e.mcp_server_url] for e in events}
+    event_sources = {e.index: sources[e.connector_source] for e in events if e.client_id}
+    return connectors, event_sources
+
+
+def _grants(
+    events: list[Event], identities: dict[int, Identity], connectors: dict[int, Connector]
+) -> dict[tuple[int, int], Grant]:
+    identity_ids = {identities[e.index].pk for e in events}
+    connector_ids = {connectors[e.index].pk for e in events}
+    found: dict[tuple[int, int], Grant] = {}
+    grants = (
+        Grant.objects.filter(
+            identity_id__in=identity_ids, connector_id__in=connector_ids, status=Grant.Status.ACTIVE
+        )
+        .only("pk", "identity_id", "connector_id", "last_used_at")
+        .order_by("-last_seen", "-pk")
+    )
+    for grant in grants:
+        found.setdefault((grant.identity_id, grant.connector_id), grant)
+    return found
+
+
+# ------------------------------------------------------------------------------------ the service
+
+
+def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
+    """Resolve a validated batch and record it in the chain in one transaction; return the counts."""
+    result = IngestResult(received=len(events))
+    now = timezone.now()
+    with transaction.atomic():
+        # The head lock first: concurrent batches then cannot both discover the same connector.
+        head = lock_head()
+        external = {f"{key.prefix}:{e.id}": e for e in events}
+        existing = set(
+            AuditEvent.objects.filter(external_id__in=list(external))
+            .order_by()
+            .values_list("external_id", flat=True)
+        )
+        fresh = [e for ext, e in external.items() if ext not in existing]
+        result.duplicates = len(events) - len(fresh)
+        if not fresh:
+            return result
+        sources = _sources(fresh)
+        _check_sources(fresh, sources)
+        identities = _identities(fresh, sources, now, result)
+        devices = _devices(fresh, identities, now, result)
+        discovered: list[dict[str, Any]] = []
+        connectors, event_sources = _connectors(fresh, sources, now, key, discovered)
+        result.discovered_connectors = len(discovered)
+        grants = _grants(fresh, identities, connectors)
+
+        records: list[dict[str, Any]] = list(discovered)
+        used: dict[int, Grant] = {}
+        seen: dict[int, Device] = {}
+        for e in fresh:
+            identity, connector = identities[e.index], connectors[e.index]
+            device = devices.get(e.index)
+            grant = grants.get((identity.pk, connector.pk))
+            flags = [
+                flag
+                for flag, on in (
+                    ("unverified_identity", identity.unverified),
+                    ("unverified_device", device is not None and device.unverified),
+                    ("shadow_connector", connector.status == Connector.Status.DISCOVERED),
+                    ("no_grant", grant is None),
+                )
+                if on
+            ]
+            data: dict[str, Any] = {"event_id": e.id}
+            if e.resource:
+                data["resource"] = e.resource
+            if flags:
+                data["flags"] = flags
+            if identity.unverified:
+                data["actor_as_given"] = (
+                    {"email": e.email}
+                    if e.email
+                    else {"source": e.actor_source, "external_id": e.actor_external_id}
+                )
+            records.append(
+                {
+                    "action": e.action if e.action.startswith("ai.") else f"ai.{e.action}",
+                    "actor": identity,
+                    "outcome": e.outcome,
+                    "connector": connector,
+                    "grant": grant,
+                    "device": device,
+                    "source": event_sources.get(e.index),
+                    "ip": e.ip,
+                    "user_agent": e.user_agent,
+                    "occurred_at": e.time,
+                    "external_id": f"{key.prefix}:{e.id}",
+                    "ingest_key": key,
+                    "actor_label": identity.email or _unsourced_identity_key(e),
+                    "data": data,
+                }
+            )
+            if grant is not None and (grant.last_used_at is None or grant.last_used_at < e.time):
+                grant.last_used_at = e.time
+                used[grant.pk] = grant
+            if device is not None and (device.last_seen is None or device.last_seen < e.time):
+                device.last_seen = e.time
+                seen[device.pk] = device
+        written = record_batch(records, head=head)
+        result.accepted = written - len(discovered)
+        if used:
+            Grant.objects.bulk_update(used.values(), ["last_used_at"])
+        if seen:
+            Device.objects.bulk_update(seen.values(), ["last_seen"])
+    return result
