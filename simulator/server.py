@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from http.server import ThreadingHTTPServer
+from socketserver import StreamRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -181,27 +183,81 @@ class Sim:
 # --- HTTP plumbing
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "LanyardSim/1.0"
+class Headers(dict):
+    """Request headers with case-insensitive ``get`` (keys are stored lower-case)."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class Handler(StreamRequestHandler):
+    """A lean HTTP/1.1 keep-alive handler: http.server's email-based header parsing costs more than
+    everything else a simulated request does, and the benchmark syncs need thousands a second."""
+
     disable_nagle_algorithm = True
     server: SimServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.server.verbose:
-            sys.stderr.write("sim: " + (format % args) + "\n")
-
-    def _go(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        resp = self.server.sim.dispatch(self.command, self.path, self.headers, body)
-        if resp is DROP:
-            self.close_connection = True
+    def handle(self) -> None:
+        rfile, sim, verbose = self.rfile, self.server.sim, self.server.verbose
+        while True:
             try:
-                self.connection.shutdown(socket.SHUT_RDWR)
+                line = rfile.readline(65537)
+            except (ConnectionError, TimeoutError, OSError):
+                return
+            if not line:
+                return
+            if line in (b"\r\n", b"\n"):
+                continue
+            try:
+                method, target, version = line.decode("latin-1").split()
+            except ValueError:
+                self._send(Resp(400, {"error": "bad request line"}), keep_alive=False)
+                return
+            headers = Headers()
+            while True:
+                h = rfile.readline(65537)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = h.decode("latin-1").partition(":")
+                headers[k.strip().lower()] = v.strip()
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                body = self._read_chunked()
+            else:
+                length = int(headers.get("content-length") or 0)
+                body = rfile.read(length) if length else b""
+            resp = sim.dispatch(method, target, headers, body)
+            if verbose:
+                status = resp.status if isinstance(resp, Resp) else "dropped"
+                sys.stderr.write(f"sim: {method} {target} -> {status}\n")
+            if resp is DROP:
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+            try:
+                self._send(resp, keep_alive)
             except OSError:
-                pass
-            return
+                return
+            if not keep_alive:
+                return
+
+    def _read_chunked(self) -> bytes:
+        out = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return bytes(out)
+            out += self.rfile.read(size)
+            self.rfile.readline()
+
+    def _send(self, resp: Any, keep_alive: bool) -> None:
         assert isinstance(resp, Resp)
         if isinstance(resp.body, bytes):
             payload = resp.body
@@ -209,19 +265,15 @@ class Handler(BaseHTTPRequestHandler):
             payload = b""
         else:
             payload = json.dumps(resp.body, separators=(",", ":")).encode()
-        self.send_response(resp.status)
-        headers = resp.headers
-        if payload and "Content-Type" not in headers:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        for k, v in headers.items():
-            self.send_header(k, str(v))
-        self.send_header("Content-Length", str(len(payload)))
+        lines = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}", "Server: LanyardSim/1.0"]
+        if payload and "Content-Type" not in resp.headers:
+            lines.append("Content-Type: application/json; charset=utf-8")
+        lines.extend(f"{k}: {v}" for k, v in resp.headers.items())
+        lines.append(f"Content-Length: {len(payload)}")
+        if not keep_alive:
+            lines.append("Connection: close")
         # one write per response: headers and body together
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(payload)
-        self.flush_headers()
-
-    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _go
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
 
 class SimServer(ThreadingHTTPServer):

@@ -108,6 +108,21 @@ class IdpActivity:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class IdpAccessRequest:
+    """A request waiting for an org admin at the provider, e.g. a pending GitHub fine-grained PAT request."""
+
+    external_id: str  # what provision() needs in ProvisionRequest.extra["request_id"]
+    client_id: str
+    app_name: str
+    scopes: list[str] = field(default_factory=list)
+    user_external_id: str | None = None
+    reason: str = ""
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class GrantRef:
     """What a revocation needs to know about a stored grant."""
@@ -145,10 +160,21 @@ class IdpError(Exception):
 
     transient = False
 
-    def __init__(self, message: str, *, source: str = "", endpoint: str = "", status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        endpoint: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        self.message = message
         self.source = source
         self.endpoint = endpoint
         self.status = status
+        # the provider's own hint (seconds) of when trying again makes sense, if it gave one
+        self.retry_after = retry_after
         parts = [p for p in (source, endpoint, f"HTTP {status}" if status else "") if p]
         super().__init__(f"{message} [{' '.join(parts)}]" if parts else message)
 
