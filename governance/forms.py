@@ -91,6 +91,7 @@ class RequestForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
+    step = forms.ChoiceField(choices=[("owner", "Business owner"), ("iam", "IAM")], widget=forms.HiddenInput)
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 

@@ -80,7 +80,7 @@ def my_grants(request: HttpRequest) -> HttpResponse:
     """List the user's own grants (through their identities) and their requests."""
     perms.require(perms.has_identity(request.user), "Your account is not linked to an identity.")
     filterset = GrantFilter(request.GET, queryset=selectors.my_grants(request.user))
-    table = _table(request, GrantsTable, filterset.qs, exclude=("identity",))
+    table = _table(request, GrantsTable, filterset.qs, exclude=("identity",), can_revoke=True)
     requests_table = _table(request, RequestsTable, selectors.my_requests(request.user), prefix="r-")
     return render(
         request,
@@ -109,15 +109,15 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
         Connector.objects.select_related("business_owner", "technical_owner"), pk=pk
     )
     perms.require(perms.can_view_connector(request.user, connector))
+    can_revoke = perms.can_revoke_connector(request.user, connector)
     grants = _table(
         request,
         GrantsTable,
         selectors.connector_grants(connector),
         exclude=("connector",),
         prefix="g-",
+        can_revoke=can_revoke,
     )
-    can_revoke = perms.can_revoke_connector(request.user, connector)
-    grants.can_revoke = can_revoke  # read by the actions column template
     return render(
         request,
         "portal/connector_detail.html",
@@ -150,7 +150,12 @@ def connector_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         _attempt(
             request,
-            lambda: revoke(connector=connector, actor=request.user, reason=form.cleaned_data["reason"]),
+            lambda: revoke(
+                connector=connector,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                confirm_tenant_wide=request.POST.get("confirm_tenant_wide") == "on",
+            ),
             f"'{connector.name}' is revoked; its grants are being revoked at their identity providers.",
         )
     return _back(request, reverse("portal:connector_detail", args=[pk]))
@@ -314,10 +319,10 @@ def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
             for error in errors:
                 messages.error(request, error)
         return _back(request, reverse("portal:request_detail", args=[pk]))
+    # The step comes from the page the person saw: if someone else moved the request meanwhile,
+    # the service says so instead of this decision landing on the next step.
     decide = (
-        services.request_decide_iam
-        if req.status == ConnectorRequest.Status.PENDING_IAM
-        else services.request_decide_owner
+        services.request_decide_iam if form.cleaned_data["step"] == "iam" else services.request_decide_owner
     )
     verb = "approved" if form.approve else "rejected"
     _attempt(

@@ -92,12 +92,14 @@ def _expect_status(req: ConnectorRequest, *expected: str) -> None:
     """Refuse a request that is not in ``expected``; say who moved it when someone else did."""
     if req.status in expected:
         return
-    now_is = req.get_status_display().lower()
+    now_is = req.get_status_display()
     last = req.decisions.select_related("decided_by").order_by("-decided_at", "-pk").first()
     if last is None:
-        raise AlreadyDecided(f"Request #{req.pk} is {now_is}: this step no longer applies.")
+        raise AlreadyDecided(
+            f"Request #{req.pk} has already moved on (now: {now_is}); this step no longer applies."
+        )
     raise AlreadyDecided(
-        f"Request #{req.pk} is {now_is}: the {last.get_step_display().lower()} step was "
+        f"Request #{req.pk} was already decided (now: {now_is}): the {last.get_step_display()} step was "
         f"{'approved' if last.outcome == Decision.Outcome.APPROVE else 'rejected'} by {last.decided_by} "
         f"at {last.decided_at:%Y-%m-%d %H:%M} UTC."
     )

@@ -124,8 +124,17 @@ class RequestsTable(tables.Table):
         return format_html('<a href="{}">#{}</a>', reverse("portal:request_detail", args=[value]), value)
 
 
+class TableTemplateColumn(tables.TemplateColumn):
+    """A template column whose template sees its own table as ``table`` (not the page's variable)."""
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["table"] = kwargs["table"]
+        return context
+
+
 class GrantsTable(tables.Table):
-    """A grant list; ``show`` picks the columns for the page (mine, or one connector's holders)."""
+    """A grant list: the user's own grants, or one connector's holders (``can_revoke`` shows the button)."""
 
     connector = tables.Column(accessor="connector__name", verbose_name="Connector")
     identity = tables.Column(accessor="identity__email", verbose_name="Identity", default="whole tenant")
@@ -136,7 +145,7 @@ class GrantsTable(tables.Table):
     status = tables.Column()
     last_used_at = tables.DateTimeColumn(verbose_name="Last used", format="Y-m-d H:i", default="never")
     expires_at = tables.DateTimeColumn(verbose_name="Expires", format="Y-m-d", default="—")
-    actions = tables.TemplateColumn(
+    actions = TableTemplateColumn(
         template_name="portal/_grant_actions.html", orderable=False, verbose_name=""
     )
 
@@ -157,6 +166,10 @@ class GrantsTable(tables.Table):
         )
         attrs = {"class": "list", "id": "grants"}
         empty_text = "No grants."
+
+    def __init__(self, *args, can_revoke: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.can_revoke = can_revoke
 
     def render_scopes(self, value) -> str:
         return _scopes(value)
