@@ -312,7 +312,13 @@ class Tenant:
         custom = st.custom_scopes.get(pos)
         if custom is not None:
             return custom
-        return self.app_scopes(provider, st.app[pos], st.variant[pos])
+        scopes = self.app_scopes(provider, st.app[pos], st.variant[pos])
+        if provider == "okta":
+            # Okta issues refresh tokens only to consents that include offline_access
+            scopes = [s for s in scopes if s != "offline_access"]
+            if st.flags[pos] & F_TOKEN:
+                scopes.append("offline_access")
+        return scopes
 
     # --- grants
 
@@ -336,7 +342,7 @@ class Tenant:
         if not apps or m <= 0:
             return st
         if provider == "okta":
-            pairs = math.ceil(m / 1.4)
+            pairs = math.ceil(m / 1.15)
         elif provider == "github":
             pairs = m
         else:

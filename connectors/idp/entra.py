@@ -97,7 +97,7 @@ class EntraAdapter(AdapterBase):
 
     def iter_users(self) -> Iterator[list[IdpUser]]:
         params = {
-            "$top": PAGE,
+            "$top": self.page(PAGE),
             "$select": "id,displayName,userPrincipalName,mail,accountEnabled,department,employeeLeaveDateTime",
             "$expand": "manager($select=id)",
         }
@@ -130,7 +130,7 @@ class EntraAdapter(AdapterBase):
         with self._sp_lock:
             if self._sps is None:
                 sps: dict[str, dict] = {}
-                params = {"$top": PAGE}
+                params = {"$top": self.page(PAGE)}
                 for page in self.http.odata_pages("/v1.0/servicePrincipals", params):
                     for sp in page:
                         if not isinstance(sp, dict) or "id" not in sp or "appId" not in sp:
@@ -167,7 +167,7 @@ class EntraAdapter(AdapterBase):
     def iter_grants(self) -> Iterator[list[IdpGrant]]:
         sps = self._service_principals()
         url = "/v1.0/oauth2PermissionGrants"
-        for page in self.http.odata_pages(url, {"$top": PAGE}):
+        for page in self.http.odata_pages(url, {"$top": self.page(PAGE)}):
             out = []
             for g in page:
                 try:
@@ -198,7 +198,7 @@ class EntraAdapter(AdapterBase):
         for resource in [sp for sp in sps.values() if sp.get("appRoles")]:
             roles = {r.get("id"): r.get("value") for r in resource["appRoles"]}
             url = f"/v1.0/servicePrincipals/{resource['id']}/appRoleAssignedTo"
-            for page in self.http.odata_pages(url, {"$top": PAGE}):
+            for page in self.http.odata_pages(url, {"$top": self.page(PAGE)}):
                 out = []
                 for a in page:
                     if a.get("principalType") != "ServicePrincipal":
@@ -307,7 +307,7 @@ class EntraAdapter(AdapterBase):
     # --- devices and activity
 
     def iter_devices(self) -> Iterator[list[IdpDevice]]:
-        params = {"$top": PAGE, "$expand": "registeredOwners($select=id)"}
+        params = {"$top": self.page(PAGE), "$expand": "registeredOwners($select=id)"}
         for page in self.http.odata_pages("/v1.0/devices", params):
             out = []
             for d in page:
@@ -326,7 +326,7 @@ class EntraAdapter(AdapterBase):
             yield out
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
-        params: dict[str, Any] = {"$top": 1000}
+        params: dict[str, Any] = {"$top": self.page(1000)}
         if since is not None:
             params["$filter"] = f"createdDateTime ge {rfc3339(since)}"
         url = "/v1.0/auditLogs/signIns"

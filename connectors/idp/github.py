@@ -125,7 +125,7 @@ class GitHubAdapter(AdapterBase):
     # --- users
 
     def _members(self) -> Iterator[list[dict]]:
-        return self.http.link_pages(f"/orgs/{self._org}/members", {"per_page": 100})
+        return self.http.link_pages(f"/orgs/{self._org}/members", {"per_page": self.page(100)})
 
     def _user(self, login: str) -> dict | None:
         try:
@@ -171,7 +171,7 @@ class GitHubAdapter(AdapterBase):
     def iter_apps(self) -> Iterator[list[IdpApp]]:
         url = f"/orgs/{self._org}/installations"
         for page in self.http.link_pages(
-            url, {"per_page": 100}, items=lambda body: (body or {}).get("installations")
+            url, {"per_page": self.page(100)}, items=lambda body: (body or {}).get("installations")
         ):
             yield [
                 IdpApp(
@@ -189,7 +189,7 @@ class GitHubAdapter(AdapterBase):
 
     def iter_grants(self) -> Iterator[list[IdpGrant]]:
         url = f"/orgs/{self._org}/personal-access-tokens"
-        for page in self.http.link_pages(url, {"per_page": 100}):
+        for page in self.http.link_pages(url, {"per_page": self.page(100)}):
             out = []
             for p in page:
                 try:
@@ -221,7 +221,7 @@ class GitHubAdapter(AdapterBase):
         # classic PATs authorised for SAML single sign-on
         url = f"/orgs/{self._org}/credential-authorizations"
         logins = None
-        for page in self.http.link_pages(url, {"per_page": 100}):
+        for page in self.http.link_pages(url, {"per_page": self.page(100)}):
             if logins is None:
                 logins = self._login_map()
             out = []
@@ -260,7 +260,7 @@ class GitHubAdapter(AdapterBase):
     def iter_pat_requests(self) -> Iterator[list[IdpAccessRequest]]:
         """Yield pending fine-grained PAT requests waiting for an org admin's approval."""
         url = f"/orgs/{self._org}/personal-access-token-requests"
-        for page in self.http.link_pages(url, {"per_page": 100}):
+        for page in self.http.link_pages(url, {"per_page": self.page(100)}):
             out = []
             for r in page:
                 if "id" not in r:
@@ -329,7 +329,7 @@ class GitHubAdapter(AdapterBase):
     # --- activity
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
-        params: dict[str, Any] = {"per_page": 100, "include": "all"}
+        params: dict[str, Any] = {"per_page": self.page(100), "include": "all"}
         if since is not None:
             params["phrase"] = f"created:>={since.strftime('%Y-%m-%dT%H:%M:%S')}"
         url = f"/orgs/{self._org}/audit-log"

@@ -121,7 +121,7 @@ class GoogleWorkspaceAdapter(AdapterBase):
     # --- users
 
     def _raw_users(self) -> Iterator[list[dict]]:
-        params = {"customer": self.customer, "maxResults": 500, "projection": "full"}
+        params = {"customer": self.customer, "maxResults": self.page(500), "projection": "full"}
         return self.http.token_pages(f"{DIRECTORY}/users", params, "users")
 
     def iter_users(self) -> Iterator[list[IdpUser]]:
@@ -256,7 +256,9 @@ class GoogleWorkspaceAdapter(AdapterBase):
     def iter_devices(self) -> Iterator[list[IdpDevice]]:
         url = f"{DIRECTORY}/customer/{quote(self.customer, safe='')}/devices/mobile"
         emails = None
-        for page in self.http.token_pages(url, {"maxResults": 100, "projection": "FULL"}, "mobiledevices"):
+        for page in self.http.token_pages(
+            url, {"maxResults": self.page(100), "projection": "FULL"}, "mobiledevices"
+        ):
             if emails is None:
                 emails = self._email_map()
             out = []
@@ -290,7 +292,7 @@ class GoogleWorkspaceAdapter(AdapterBase):
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
         url = "/admin/reports/v1/activity/users/all/applications/token"
-        params: dict[str, Any] = {"maxResults": 1000}
+        params: dict[str, Any] = {"maxResults": self.page(1000)}
         if since is not None:
             params["startTime"] = rfc3339(since)
         for page in self.http.token_pages(url, params, "items"):

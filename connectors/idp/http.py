@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -155,10 +156,16 @@ class HttpCore:
         self._describe = describe or default_describe
         self.sleep: Callable[[float], None] = time.sleep  # tests may replace it
         pool = max(4, config.concurrency + 2)
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        if transport is None:
+            # small requests back to back: don't let Nagle hold a POST body behind its headers
+            transport = httpx.HTTPTransport(
+                limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
         self.client = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(config.timeout),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            limits=limits,
             headers={"User-Agent": "Lanyard/0.1 (+connector governance)", **(headers or {})},
             transport=transport,
             trust_env=False,
@@ -467,6 +474,10 @@ class AdapterBase:
                 f"credentials are missing {names[0]!r}", source=self.config.name or self.config.kind
             )
         return None
+
+    def page(self, provider_max: int) -> int:
+        """Items to ask for per request: the provider's maximum, or less if the config says so."""
+        return max(1, min(provider_max, self.config.page_size))
 
     def iter_devices(self) -> Iterator[list[Any]]:
         return iter(())

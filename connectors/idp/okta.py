@@ -66,7 +66,7 @@ class OktaAdapter(AdapterBase):
             classify=classify,
             transport=transport,
         )
-        # Listing every user's refresh tokens costs one request per (user, app); it can be switched off.
+        # Refresh tokens cost one request per (user, app) holding offline_access; they can be switched off.
         self.list_refresh_tokens = bool(config.credentials.get("list_refresh_tokens", True))
         self._apps_lock = threading.Lock()
         self._apps: list[dict] | None = None
@@ -75,9 +75,9 @@ class OktaAdapter(AdapterBase):
 
     def _raw_users(self) -> Iterator[list[dict]]:
         # An unfiltered listing leaves DEPROVISIONED users out, so ask for them separately.
-        yield from self.http.link_pages("/api/v1/users", {"limit": 200})
+        yield from self.http.link_pages("/api/v1/users", {"limit": self.page(200)})
         yield from self.http.link_pages(
-            "/api/v1/users", {"limit": 200, "filter": 'status eq "DEPROVISIONED"'}
+            "/api/v1/users", {"limit": self.page(200), "filter": 'status eq "DEPROVISIONED"'}
         )
 
     def iter_users(self) -> Iterator[list[IdpUser]]:
@@ -106,7 +106,9 @@ class OktaAdapter(AdapterBase):
         with self._apps_lock:
             if self._apps is None:
                 self._apps = [
-                    a for page in self.http.link_pages("/api/v1/apps", {"limit": 200}) for a in page
+                    a
+                    for page in self.http.link_pages("/api/v1/apps", {"limit": self.page(200)})
+                    for a in page
                 ]
             return self._apps
 
@@ -134,7 +136,7 @@ class OktaAdapter(AdapterBase):
         by_client: dict[str, dict[str, Any]] = {}
         try:
             for page in self.http.link_pages(
-                f"/api/v1/users/{uid}/grants", {"limit": 200, "expand": "scope"}
+                f"/api/v1/users/{uid}/grants", {"limit": self.page(200), "expand": "scope"}
             ):
                 for g in page:
                     cid = g.get("clientId")
@@ -167,7 +169,7 @@ class OktaAdapter(AdapterBase):
                     extra={"user_id": user_id, "client_id": cid, "grant_ids": e["ids"]},
                 )
             )
-            if self.list_refresh_tokens:
+            if self.list_refresh_tokens and "offline_access" in e["scopes"]:
                 out.extend(self._tokens(user_id, cid, e["name"] or cid))
         return out
 
@@ -175,7 +177,7 @@ class OktaAdapter(AdapterBase):
         url = f"/api/v1/users/{quote(user_id, safe='')}/clients/{quote(client_id, safe='')}/tokens"
         out = []
         try:
-            pages = list(self.http.link_pages(url, {"limit": 200}))
+            pages = list(self.http.link_pages(url, {"limit": self.page(200)}))
         except NotFound:
             return []
         for page in pages:
@@ -254,7 +256,7 @@ class OktaAdapter(AdapterBase):
     # --- devices and activity
 
     def iter_devices(self) -> Iterator[list[IdpDevice]]:
-        for page in self.http.link_pages("/api/v1/devices", {"limit": 200, "expand": "user"}):
+        for page in self.http.link_pages("/api/v1/devices", {"limit": self.page(200), "expand": "user"}):
             out = []
             for d in page:
                 profile = d.get("profile") or {}
@@ -275,7 +277,7 @@ class OktaAdapter(AdapterBase):
             yield out
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
-        params: dict[str, Any] = {"limit": 1000, "sortOrder": "ASCENDING"}
+        params: dict[str, Any] = {"limit": self.page(1000), "sortOrder": "ASCENDING"}
         if since is not None:
             params["since"] = rfc3339(since)
         # the System Log always offers a next link (for polling): stop at the first empty page
