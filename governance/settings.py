@@ -88,7 +88,12 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'lanyard.sqlite3'}")}
+# An empty variable means "use the default", so `DATABASE_URL= make test` runs on the embedded defaults.
+DATABASES = {
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'lanyard.sqlite3'}"
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and IMMEDIATE transactions let the web process and the worker write side by side.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -153,6 +158,7 @@ STORAGES = {
     },
 }
 
+
 # Email: a file backend under var/mail/ by default; SMTP in production (smtp+tls://user:pass@host:587).
 def _mailer(url: str) -> dict:
     parts = urlsplit(url)
@@ -160,7 +166,10 @@ def _mailer(url: str) -> dict:
     if scheme in ("", "filemail"):
         path = Path(unquote(parts.path)) if parts.path not in ("", "/") else VAR_DIR / "mail"
         path.mkdir(parents=True, exist_ok=True)
-        return {"BACKEND": "django.core.mail.backends.filebased.EmailBackend", "OPTIONS": {"file_path": str(path)}}
+        return {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(path)},
+        }
     if scheme == "consolemail":
         return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
     if scheme == "memorymail":
@@ -170,7 +179,8 @@ def _mailer(url: str) -> dict:
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
             "OPTIONS": {
                 "host": parts.hostname or "localhost",
-                "port": parts.port or (465 if scheme in ("smtps", "smtp+ssl") else 587 if scheme == "smtp+tls" else 25),
+                "port": parts.port
+                or (465 if scheme in ("smtps", "smtp+ssl") else 587 if scheme == "smtp+tls" else 25),
                 "username": unquote(parts.username or ""),
                 "password": unquote(parts.password or ""),
                 "use_tls": scheme == "smtp+tls",
@@ -189,7 +199,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 LANYARD_BASE_URL = env.str("LANYARD_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # Celery: kombu's filesystem transport under var/ by default (no server); Redis in production.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
