@@ -1,11 +1,14 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from connectors.models import IllegalTransition
 
 from .attestations import AttestationError, campaign_close, campaign_launch
+from .forms import ReasonForm
 from .models import (
     Attestation,
     AttestationCampaign,
@@ -15,6 +18,7 @@ from .models import (
     OwnershipTransfer,
     User,
 )
+from .services import WorkflowError, request_decide, request_provision
 from .transfers import TransferError, transfer_cancel
 
 
@@ -34,6 +38,42 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
+def apply_each(modeladmin, request, queryset, service, done: str) -> None:
+    """Call ``service(obj)`` for each selected row; report successes and each refusal with message_user."""
+    ok = 0
+    for obj in queryset:
+        try:
+            service(obj)
+        except (IllegalTransition, WorkflowError) as exc:
+            modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+        else:
+            ok += 1
+    if ok:
+        modeladmin.message_user(request, f"{ok} {done}.", messages.SUCCESS)
+
+
+def with_reason(modeladmin, request, queryset, title: str, service, done: str) -> TemplateResponse | None:
+    """Ask for a reason on an intermediate page, then apply ``service(obj, reason)`` to each selected row."""
+    if "apply" in request.POST:
+        form = ReasonForm(request.POST)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            apply_each(modeladmin, request, queryset, lambda obj: service(obj, reason), done)
+            return None
+    else:
+        form = ReasonForm()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "objects": queryset,
+        "opts": modeladmin.model._meta,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "portal/admin_reason.html", context)
+
+
 @admin.register(ConnectorRequest)
 class ConnectorRequestAdmin(admin.ModelAdmin):
     list_display = ["id", "connector", "kind", "status", "requester", "created_at"]
@@ -43,6 +83,44 @@ class ConnectorRequestAdmin(admin.ModelAdmin):
     autocomplete_fields = ["connector", "requester", "on_behalf_of"]
     readonly_fields = ["status", "created_at", "updated_at"]
     inlines = [DecisionInline]
+    actions = ["approve", "reject", "provision"]
+
+    def has_decide_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.decide_connector")
+
+    def has_provision_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.provision_connector")
+
+    @admin.action(description="Approve the step each request waits for", permissions=["decide"])
+    def approve(self, request, queryset) -> None:
+        apply_each(
+            self,
+            request,
+            queryset,
+            lambda r: request_decide(request=r, actor=request.user, approve=True),
+            "approved",
+        )
+
+    @admin.action(description="Reject (asks for a reason)", permissions=["decide"])
+    def reject(self, request, queryset):
+        return with_reason(
+            self,
+            request,
+            queryset,
+            "Reject requests",
+            lambda r, why: request_decide(request=r, actor=request.user, approve=False, reason=why),
+            "rejected",
+        )
+
+    @admin.action(description="Provision through the identity provider's API", permissions=["provision"])
+    def provision(self, request, queryset) -> None:
+        apply_each(
+            self,
+            request,
+            queryset,
+            lambda r: request_provision(request=r, actor=request.user),
+            "provisioning started",
+        )
 
 
 @admin.register(Decision)

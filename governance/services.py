@@ -356,6 +356,15 @@ def request_decide_iam(
     return req
 
 
+def request_decide(
+    *, request: ConnectorRequest, actor: User, approve: bool, reason: str = ""
+) -> ConnectorRequest:
+    """Decide whichever step the request waits for now (owner or IAM); for the admin's bulk actions."""
+    if request.status == Status.PENDING_IAM:
+        return request_decide_iam(request=request, actor=actor, approve=approve, reason=reason)
+    return request_decide_owner(request=request, actor=actor, approve=approve, reason=reason)
+
+
 def request_source(req: ConnectorRequest) -> IdentitySource | None:
     """Return the identity source a request is provisioned in: the one asked for, else the connector's."""
     if req.source_id:
