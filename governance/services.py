@@ -478,6 +478,8 @@ def request_provision_complete(
                     "name": idp_grant.app_name if idp_grant else connector.name,
                 },
             )
+            if app.connector_id != connector.pk:
+                app = None  # the client id is another register entry's path: leave that one alone
         if idp_grant is not None:
             identity = None
             if idp_grant.user_external_id:
@@ -496,7 +498,7 @@ def request_provision_complete(
                     "scopes": list(idp_grant.scopes),
                     "expires_at": idp_grant.expires_at,
                     "token_hint": idp_grant.token_hint,
-                    "idp_data": dict(idp_grant.extra),
+                    "idp_data": {"client_id": idp_grant.client_id, **idp_grant.extra},
                     "first_seen": now,
                     "last_seen": now,
                 },

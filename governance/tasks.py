@@ -39,9 +39,8 @@ def send_email(self, to: str, subject: str, text: str, html: str) -> None:
 @shared_task(name="governance.provision_request", bind=True, max_retries=6)
 def provision_request(self, request_id: int, actor_id: int) -> str:
     """Ask the request's identity source to allow the app, then record the outcome."""
-    from connectors.services import source_adapter
-
     from connectors.idp.base import IdpError, ProvisionRequest
+    from connectors.services import source_adapter
 
     from .models import ConnectorRequest, User
     from .services import request_provision_complete, request_provision_failed, request_source
@@ -55,8 +54,9 @@ def provision_request(self, request_id: int, actor_id: int) -> str:
     client_id = data.get("client_id") or (
         req.connector.apps.filter(source=source).values_list("client_id", flat=True).first() or ""
     )
+    person = req.on_behalf_of or req.requester
     user_external_id = data.get("user_external_id") or (
-        req.requester.identities.filter(source=source).values_list("external_id", flat=True).first()
+        person.identities.filter(source=source).values_list("external_id", flat=True).first()
     )
     adapter = source_adapter(source)
     try:
