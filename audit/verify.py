@@ -8,11 +8,13 @@ first one that cannot be trusted, with the reason.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Max
 
 from .chain import GENESIS_HASH, HASHED_FIELDS, canonical
 from .checkpoints import CheckpointRow, key_id, public_key, signature_valid
@@ -78,13 +80,83 @@ def _check_checkpoints(
     return expected
 
 
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    count: int
+    last_sequence: int
+    last_hash: str
+    problem: Problem | None
+
+
+def _walk(
+    using: str,
+    first: int,
+    last: int | None,
+    expected: dict[int, tuple[str, int]],
+    chunk_size: int,
+) -> _Walk:
+    """Check events ``first``..``last`` (to the end when None) in order; stop at the first bad one."""
+    events = AuditEvent.objects.using(using).order_by("sequence")
+    if first > 1:
+        before = events.filter(sequence=first - 1).values_list("hash", flat=True).first()
+        if before is None:
+            return _Walk(0, first - 1, "", Problem(first - 1, "missing"))
+        events = events.filter(sequence__gte=first)
+    if last is not None:
+        events = events.filter(sequence__lte=last)
+    prev_sequence, prev_hash = first - 1, before if first > 1 else GENESIS_HASH
+    sha256 = hashlib.sha256
+    count = 0
+    problem = None
+    for row in events.values_list(*HASHED_FIELDS, "hash").iterator(chunk_size=chunk_size):
+        sequence = row[0]
+        if sequence != prev_sequence + 1:
+            missing = prev_sequence + 1
+            reason = (
+                f"missing (next event found is {sequence})"
+                if sequence > missing
+                else f"out of order (found {sequence} after {prev_sequence})"
+            )
+            problem = Problem(missing, reason)
+            break
+        if row[_PREV] != prev_hash:
+            problem = Problem(sequence, "prev_hash does not match the previous event's hash")
+            break
+        if sha256(canonical(row[:_HASH])).hexdigest() != row[_HASH]:
+            problem = Problem(sequence, "hash does not match the event's contents")
+            break
+        if sequence in expected and expected[sequence][0] != row[_HASH]:
+            problem = Problem(
+                sequence, f"checkpoint {expected[sequence][1]} signed another hash here (chain rewritten)"
+            )
+            break
+        prev_sequence, prev_hash = sequence, row[_HASH]
+        count += 1
+    if problem is None and last is not None and prev_sequence < last:
+        problem = Problem(prev_sequence + 1, "missing")
+    return _Walk(count, prev_sequence, prev_hash, problem)
+
+
+def _walk_in_child(args: tuple) -> _Walk:
+    connections.close_all()  # never share the parent's socket
+    try:
+        return _walk(*args)
+    finally:
+        connections.close_all()
+
+
 def verify(
     *,
     using: str = DEFAULT_DB_ALIAS,
     chunk_size: int = 10_000,
     public_keys: list[Ed25519PublicKey] | None = None,
+    workers: int = 1,
 ) -> VerifyResult:
-    """Walk the chain and the checkpoints; return what was checked and the problems found."""
+    """Walk the chain and the checkpoints; return what was checked and the problems found.
+
+    With ``workers`` > 1 the sequence range is split between processes, each recomputing its
+    part's hashes; every part also checks its first event's link to the part before it.
+    """
     started = time.perf_counter()
     result = VerifyResult()
     keys = {key_id(k): k for k in (public_keys or [public_key()])}
@@ -100,54 +172,28 @@ def verify(
     if 0 in expected and expected[0][0] != GENESIS_HASH:
         result.problems.append(Problem(0, f"checkpoint {expected[0][1]}: empty chain with a head hash"))
 
-    sha256 = hashlib.sha256
-    prev_sequence, prev_hash = 0, GENESIS_HASH
-    events = (
-        AuditEvent.objects.using(using)
-        .order_by("sequence")
-        .values_list(*HASHED_FIELDS, "hash")
-        .iterator(chunk_size=chunk_size)
-    )
-    count = 0
-    for row in events:
-        sequence = row[0]
-        if sequence != prev_sequence + 1:
-            missing = prev_sequence + 1
-            reason = (
-                f"missing (next event found is {sequence})"
-                if sequence > missing
-                else f"out of order (found {sequence} after {prev_sequence})"
-            )
-            result.problems.append(Problem(missing, reason))
-            break
-        if row[_PREV] != prev_hash:
-            result.problems.append(Problem(sequence, "prev_hash does not match the previous event's hash"))
-            break
-        if sha256(canonical(row[:_HASH])).hexdigest() != row[_HASH]:
-            result.problems.append(Problem(sequence, "hash does not match the event's contents"))
-            break
-        if sequence in expected and expected[sequence][0] != row[_HASH]:
+    top = AuditEvent.objects.using(using).aggregate(top=Max("sequence"))["top"] or 0
+    if workers > 1 and top > workers * chunk_size:
+        step = -(-top // workers)
+        parts = [(using, lo, min(lo + step - 1, top), expected, chunk_size) for lo in range(1, top + 1, step)]
+        connections.close_all()
+        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
+            walks = pool.map(_walk_in_child, parts)
+    else:
+        walks = [_walk(using, 1, None, expected, chunk_size)]
+    result.events = sum(w.count for w in walks)
+    problems = [w.problem for w in walks if w.problem is not None]
+    result.problems.extend(problems)
+    result.head_sequence = walks[-1].last_sequence if not problems else min(p.sequence for p in problems) - 1
+    if not problems and expected:
+        signed = max(expected)
+        if signed > result.head_sequence:
             result.problems.append(
                 Problem(
-                    sequence,
-                    f"checkpoint {expected[sequence][1]} signed another hash here (chain rewritten)",
+                    result.head_sequence + 1,
+                    f"chain ends at {result.head_sequence} but checkpoint {expected[signed][1]} "
+                    f"signed {signed} (events removed from the tail)",
                 )
             )
-            break
-        prev_sequence, prev_hash = sequence, row[_HASH]
-        count += 1
-    else:
-        if expected:
-            signed = max(expected)
-            if signed > prev_sequence:
-                result.problems.append(
-                    Problem(
-                        prev_sequence + 1,
-                        f"chain ends at {prev_sequence} but checkpoint {expected[signed][1]} "
-                        f"signed {signed} (events removed from the tail)",
-                    )
-                )
-    result.events = count
-    result.head_sequence = prev_sequence
     result.seconds = time.perf_counter() - started
     return result

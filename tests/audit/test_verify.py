@@ -179,3 +179,18 @@ def test_verification_streams_in_chunks_smaller_than_the_chain(chain):
 
     assert result.ok
     assert result.events == 10
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_parallel_verification_checks_every_part_and_the_links_between_parts(tamper):
+    for n in range(40):
+        record("test.event", data={"n": n})
+    checkpoint_create()
+
+    clean = verify(workers=4, chunk_size=5)
+    tamper("UPDATE audit_auditevent SET prev_hash = hash WHERE sequence = 21")
+    broken = verify(workers=4, chunk_size=5)
+
+    assert clean.ok and clean.events == 40
+    assert broken.first_problem.sequence == 21

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from audit.checkpoints import SigningKeyError, load_public_key, public_key
 from audit.verify import verify
@@ -22,6 +24,12 @@ class Command(BaseCommand):
             metavar="PEM_FILE",
             help="Verify checkpoints with this public key (repeatable) instead of the configured key.",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="Processes sharing the walk (default: the CPU count on PostgreSQL, 1 on SQLite).",
+        )
         parser.add_argument("--database", default="default")
 
     def handle(self, **options) -> None:
@@ -29,7 +37,13 @@ class Command(BaseCommand):
             keys = [load_public_key(Path(p).read_text()) for p in options["public_key"]] or [public_key()]
         except (OSError, SigningKeyError, ValueError) as exc:
             raise CommandError(f"cannot load the public key: {exc}")
-        result = verify(using=options["database"], chunk_size=options["chunk_size"], public_keys=keys)
+        workers = options["workers"]
+        if workers is None:
+            vendor = connections[options["database"]].vendor
+            workers = min(os.cpu_count() or 1, 8) if vendor == "postgresql" else 1
+        result = verify(
+            using=options["database"], chunk_size=options["chunk_size"], public_keys=keys, workers=workers
+        )
         self.stdout.write(
             f"{result.events} events, {result.checkpoints} checkpoints checked in "
             f"{result.seconds:.2f}s ({result.rate:,.0f} events/s)"
