@@ -134,7 +134,7 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset("=+-@\t\r")
 
 
 def export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
@@ -152,12 +152,6 @@ def _iso(value: datetime | None) -> str:
 
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def csv_row(row: dict[str, Any]) -> list[Any]:
@@ -191,7 +185,8 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
         row["prev_hash"],
         row["hash"],
     ]
-    return [_cell(v) for v in values]
+    # Inline rather than a helper call per cell: this runs ~27 times per exported row.
+    return [("'" + v) if v.__class__ is str and v and v[0] in _FORMULA_START else v for v in values]
 
 
 def json_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -396,43 +391,41 @@ def ocsf_event(row: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _chunks(lines: Iterable[str], size: int = 256) -> Iterator[bytes]:
-    # Writing a few hundred lines per chunk keeps per-yield overhead low without holding much.
-    buffer: list[str] = []
-    for line in lines:
-        buffer.append(line)
-        if len(buffer) >= size:
-            yield "".join(buffer).encode()
-            buffer.clear()
-    if buffer:
-        yield "".join(buffer).encode()
+def _batches(rows: Iterable[dict[str, Any]], size: int = 500) -> Iterator[list[dict[str, Any]]]:
+    # A few hundred rows per chunk keeps per-yield overhead low without holding much in memory.
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def _csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+def _csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    yield out.getvalue()
-    for row in rows:
-        out.seek(0)
-        out.truncate()
-        writer.writerow(csv_row(row))
-        yield out.getvalue()
+    yield out.getvalue().encode()
+    for batch in _batches(rows):
+        out = io.StringIO()
+        csv.writer(out).writerows([csv_row(row) for row in batch])
+        yield out.getvalue().encode()
 
 
-def _jsonl_lines(rows: Iterable[dict[str, Any]], shape) -> Iterator[str]:
+def _jsonl_chunks(rows: Iterable[dict[str, Any]], shape) -> Iterator[bytes]:
     dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
-    for row in rows:
-        yield dumps(shape(row)) + "\n"
+    for batch in _batches(rows):
+        yield "".join([dumps(shape(row)) + "\n" for row in batch]).encode()
 
 
 def stream(queryset: QuerySet[AuditEvent], fmt: str) -> Iterator[bytes]:
     """Yield the export of ``queryset`` in ``fmt`` (csv, jsonl, ocsf) as byte chunks."""
     rows = export_rows(queryset)
     if fmt == "csv":
-        return _chunks(_csv_lines(rows))
-    shape = ocsf_event if fmt == "ocsf" else json_row
-    return _chunks(_jsonl_lines(rows, shape))
+        return _csv_chunks(rows)
+    return _jsonl_chunks(rows, ocsf_event if fmt == "ocsf" else json_row)
 
 
 def streaming_response(queryset: QuerySet[AuditEvent], fmt: str, *, scope: str) -> StreamingHttpResponse:

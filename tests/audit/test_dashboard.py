@@ -75,10 +75,12 @@ def test_dashboard_ranks_connectors_by_identities_and_devices_from_recent_grant_
     assert top[0].id == register["notes"].pk
 
 
-def test_dashboard_finds_unmanaged_devices_seen_in_activity_or_holding_grants(register):
+def test_dashboard_finds_unmanaged_devices_seen_in_recent_activity(register):
     now = timezone.now()
-    quiet_byod = DeviceFactory(name="LONE-BYOD", managed=False)
-    GrantFactory(connector=register["notes"], device=quiet_byod, last_used_at=None)
+    fresh = DeviceFactory(name="NEW-BYOD", managed=False)
+    record("signin", connector=register["notes"], device=fresh, occurred_at=now - timedelta(hours=1))
+    quiet = DeviceFactory(name="QUIET-BYOD", managed=False)
+    GrantFactory(connector=register["notes"], device=quiet, last_used_at=None)
     DeviceFactory(name="UNUSED-BYOD", managed=False)
     old = DeviceFactory(name="OLD-BYOD", managed=False)
     record("ai.tool_call", connector=register["notes"], device=old, occurred_at=now - timedelta(days=45))
@@ -86,10 +88,18 @@ def test_dashboard_finds_unmanaged_devices_seen_in_activity_or_holding_grants(re
     data = selectors.dashboard(now=now)
 
     assert data.unmanaged_devices_total == 2
-    names = [d.name for d in data.unmanaged_devices]
-    assert names == ["BOB-HOME-PC", "LONE-BYOD"]  # most recent activity first, no activity last
-    assert data.unmanaged_devices[0].active_grants == 1
-    assert data.unmanaged_devices[0].owner_email == "bob@example.com"
+    assert [d.name for d in data.unmanaged_devices] == ["NEW-BYOD", "BOB-HOME-PC"]  # latest first
+    bob_pc = data.unmanaged_devices[1]
+    assert (bob_pc.active_grants, bob_pc.owner_email, bob_pc.platform) == (1, "bob@example.com", "Windows")
+
+
+def test_dashboard_limits_the_unmanaged_device_list_but_counts_them_all(register):
+    for i in range(3):
+        record(
+            "ai.tool_call", connector=register["notes"], device=DeviceFactory(name=f"B-{i}", managed=False)
+        )
+    total, devices = selectors.unmanaged_devices_using_ai(limit=2)
+    assert total == 4 and len(devices) == 2
 
 
 def _grow(n: int) -> None:
@@ -102,12 +112,12 @@ def _grow(n: int) -> None:
         record("ai.tool_call", actor=identity, connector=connector, device=device)
 
 
-def test_dashboard_selector_runs_six_queries_for_one_row_or_fifty(db, django_assert_num_queries):
+def test_dashboard_selector_runs_five_queries_for_one_row_or_fifty(db, django_assert_num_queries):
     _grow(1)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         selectors.dashboard()
     _grow(49)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         data = selectors.dashboard()
     assert data.total == 50 and data.unmanaged_devices_total == 50
 
