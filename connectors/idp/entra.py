@@ -34,6 +34,7 @@ DEFAULT_BASE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 MICROSOFT_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owner of Microsoft's first-party apps
 PAGE = 999
+USER_FIELDS = "id,displayName,userPrincipalName,mail,accountEnabled,department,employeeLeaveDateTime"
 
 
 def _platform(os_name: str) -> str:
@@ -98,7 +99,7 @@ class EntraAdapter(AdapterBase):
     def iter_users(self) -> Iterator[list[IdpUser]]:
         params = {
             "$top": self.page(PAGE),
-            "$select": "id,displayName,userPrincipalName,mail,accountEnabled,department,employeeLeaveDateTime",
+            "$select": USER_FIELDS,
             "$expand": "manager($select=id)",
         }
         now = datetime.now(UTC)
@@ -237,7 +238,8 @@ class EntraAdapter(AdapterBase):
             )
         if app_role:
             resource = ref.extra.get("resource_id")
-            url = f"/v1.0/servicePrincipals/{quote(resource)}/appRoleAssignedTo/{quote(ref.external_id, safe='')}"
+            assignment = quote(ref.external_id, safe="")
+            url = f"/v1.0/servicePrincipals/{quote(resource)}/appRoleAssignedTo/{assignment}"
         else:
             gid = ref.extra.get("grant_id") or ref.external_id
             url = f"/v1.0/oauth2PermissionGrants/{quote(gid, safe='')}"

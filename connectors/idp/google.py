@@ -45,7 +45,7 @@ RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "
 
 
 def classify(resp: httpx.Response) -> Verdict | None:
-    """Google throttles with 403 + reason rateLimitExceeded/userRateLimitExceeded, or 429/503, without hints."""
+    """Google throttles with 403 + reason rateLimitExceeded/userRateLimitExceeded, or 429/503, no hint."""
     if resp.status_code == 403:
         try:
             errors = resp.json().get("error", {}).get("errors", [])
@@ -245,8 +245,9 @@ class GoogleWorkspaceAdapter(AdapterBase):
         return ProvisionResult(
             done=False,
             detail=(
-                "Google Workspace has no API to allow an app: in the Admin console open Security > Access and "
-                f"data control > API controls > Manage third-party app access, mark client {request.client_id} "
+                "Google Workspace has no API to allow an app: in the Admin console open Security > Access "
+                "and data control > API controls > Manage third-party app access, mark client "
+                f"{request.client_id} "
                 "as Trusted (or Limited) for the right organisational unit, then record the evidence."
             ),
         )

@@ -44,7 +44,7 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What to do with one response: ok, retry (after ``wait`` seconds if the provider said), refresh, fail."""
+    """What to do with a response: ok, retry (after ``wait`` s if the provider said), refresh, fail."""
 
     action: str
     wait: float | None = None
@@ -371,12 +371,12 @@ class HttpCore:
             url, params, items=items or (lambda body: body), next_page=next_page, stop_on_empty=stop_on_empty
         )
 
-    def token_pages(self, url: str, params: dict[str, Any], key: str, token_param: str = "pageToken"):
+    def token_pages(self, url: str, params: dict[str, Any], key: str, cursor: str = "pageToken"):
         """Paging by ``nextPageToken`` in the body (Google)."""
 
         def next_page(resp: httpx.Response, body: Any, url: str, params: Any) -> tuple[str, Any] | None:
             token = body.get("nextPageToken") if isinstance(body, dict) else None
-            return (url, {**params, token_param: token}) if token else None
+            return (url, {**params, cursor: token}) if token else None
 
         def items(body: Any) -> Any:
             return body.get(key, []) if isinstance(body, dict) else None
@@ -398,7 +398,7 @@ class HttpCore:
     # --- concurrency
 
     def ordered_map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """Yield ``fn(item)`` in input order, running at most ``concurrency`` calls at once (memory bounded)."""
+        """Yield ``fn(item)`` in input order, at most ``concurrency`` calls at once (memory bounded)."""
         workers = max(1, self.config.concurrency)
         if workers == 1:
             for item in items:
@@ -422,7 +422,7 @@ class HttpCore:
         self.client.close()
 
 
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def batched[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for item in items:
         batch.append(item)
