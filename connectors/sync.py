@@ -103,6 +103,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def _get(mapping: dict[str, int], key: str | None) -> int | None:
+    return mapping.get(key) if key else None
+
+
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None:
         return b
@@ -147,6 +151,7 @@ class _Sync:
     # external id -> pk of this source's identities; external id -> manager external id of those seen
     identity_pks: dict[str, int] = field(default_factory=dict)
     managers: dict[str, str | None] = field(default_factory=dict)
+    device_pks: dict[str, int] = field(default_factory=dict)
     # client id -> (ConnectorApp pk, Connector pk); metadata of apps not (yet) in the register
     apps: dict[str, tuple[int, int]] = field(default_factory=dict)
     app_meta: dict[str, IdpApp] = field(default_factory=dict)
@@ -283,7 +288,7 @@ class _Sync:
         for pk, ext, manager_id in rows.iterator(chunk_size=5000):
             if ext not in self.managers:
                 continue
-            wanted = self.identity_pks.get(self.managers[ext] or "")
+            wanted = _get(self.identity_pks, self.managers[ext])
             if wanted != manager_id:
                 fixes.append(Identity(pk=pk, manager_id=wanted))
             if len(fixes) >= CHUNK:
@@ -302,9 +307,14 @@ class _Sync:
             with transaction.atomic():
                 self._upsert_devices(page)
             self.keep_claim()
+        self.device_pks = dict(
+            Device.objects.filter(source=self.source)
+            .values_list("external_id", "pk")
+            .iterator(chunk_size=5000)
+        )
 
     def _upsert_devices(self, page: Iterable[IdpDevice]) -> dict[str, Device]:
-        page = list({d.external_id: d for d in page}.values())
+        page = list({d.external_id: d for d in page if d.external_id}.values())
         existing = {
             d.external_id: d
             for d in Device.objects.filter(
@@ -315,7 +325,7 @@ class _Sync:
         changed: list[Device] = []
         fields: set[str] = set()
         for d in page:
-            owner = self.identity_pks.get(d.owner_external_id or "")
+            owner = _get(self.identity_pks, d.owner_external_id)
             values = {
                 "name": (d.name or "")[:200],
                 "platform": (d.platform or "")[:50],
@@ -350,6 +360,7 @@ class _Sync:
                 fields |= diff
         if new:
             Device.objects.bulk_create(new)
+            self.device_pks.update((d.external_id, d.pk) for d in new)
             self.bump("devices_new", len(new))
         if changed:
             Device.objects.bulk_update(changed, sorted(fields))
@@ -472,16 +483,6 @@ class _Sync:
                 source=self.source, external_id__in=[g.external_id for g in page]
             ).only("pk", "external_id", "revoked_at", *GRANT_FIELDS, *GRANT_STATUS_FIELDS)
         }
-        device_ids = {g.device_external_id for g in page if g.device_external_id}
-        devices = (
-            dict(
-                Device.objects.filter(source=self.source, external_id__in=device_ids).values_list(
-                    "external_id", "pk"
-                )
-            )
-            if device_ids
-            else {}
-        )
         new: list[Grant] = []
         changed: list[Grant] = []
         fields: set[str] = set()
@@ -492,7 +493,7 @@ class _Sync:
             score = _assess(tuple(g.scopes), tenant_wide).score
             if score > self.connector_scores.get(connector_pk, -1):
                 self.connector_scores[connector_pk] = score
-            identity = self.identity_pks.get(g.user_external_id or "")
+            identity = _get(self.identity_pks, g.user_external_id)
             idp_data = _json(g.extra or {})
             if g.user_external_id and identity is None:
                 idp_data[services.USER_KEY] = g.user_external_id
@@ -507,7 +508,7 @@ class _Sync:
                 "token_hint": (g.token_hint or "")[-16:],
                 "idp_data": idp_data,
             }
-            device = devices.get(g.device_external_id or "")
+            device = _get(self.device_pks, g.device_external_id)
             row = existing.get(g.external_id)
             if row is None:
                 row = Grant(
@@ -651,7 +652,7 @@ class _Sync:
         }
         wanted: dict[tuple[int, int], tuple[datetime, int | None]] = {}
         for e in page:
-            person = self.identity_pks.get(e.user_external_id or "")
+            person = _get(self.identity_pks, e.user_external_id)
             app = self.apps.get(e.client_id)
             if person is None or app is None:
                 continue
@@ -660,34 +661,37 @@ class _Sync:
             when = _aware(e.occurred_at)
             if key not in wanted or when > wanted[key][0]:
                 wanted[key] = (when, device.pk if device else None)
-        grants: dict[tuple[int, int], Grant] = {}
+        # A person may hold several grants of one app (a consent and its refresh tokens): all were used.
+        grants: dict[tuple[int, int], list[Grant]] = {}
         if wanted:
             rows = Grant.objects.filter(
                 source=self.source,
                 app_id__in={k[0] for k in wanted},
                 identity_id__in={k[1] for k in wanted},
             ).only("pk", "app_id", "identity_id", "connector_id", "external_id", "last_used_at", "device_id")
-            for row in rows:
+            for row in rows.order_by("pk"):
                 key = (row.app_id, row.identity_id)
                 if key in wanted:
-                    grants[key] = row
+                    grants.setdefault(key, []).append(row)
         changed: list[Grant] = []
-        for key, row in grants.items():
+        for key, held in grants.items():
             when, device = wanted[key]
-            if row.last_used_at is None or when > row.last_used_at:
-                row.last_used_at = when
-                if device is not None:
-                    row.device_id = device
-                changed.append(row)
+            for row in held:
+                if row.last_used_at is None or when > row.last_used_at:
+                    row.last_used_at = when
+                    if device is not None:
+                        row.device_id = device
+                    changed.append(row)
         if changed:
             Grant.objects.bulk_update(changed, ["last_used_at", "device"])
             self.bump("grants_used", len(changed))
         events = []
         newest = None
         for e in page:
-            person = self.identity_pks.get(e.user_external_id or "")
+            person = _get(self.identity_pks, e.user_external_id)
             app = self.apps.get(e.client_id)
-            grant = grants.get((app[0], person)) if app and person else None
+            held = grants.get((app[0], person)) if app and person else None
+            grant = held[0] if held else None
             when = _aware(e.occurred_at)
             newest = _later(newest, when)
             events.append(

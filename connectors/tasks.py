@@ -77,7 +77,8 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
                 adapter.close()
     except TransientIdpError as exc:
         retries = self.request.retries
-        last = retries >= self.max_retries
+        limit = settings.LANYARD_REVOKE_MAX_RETRIES  # read now, not at import, so it can be tuned
+        last = retries >= limit
         countdown = _backoff(retries)
         # The sweep takes over once Celery's retries are spent (or if the retry message is lost).
         sweep = timedelta(minutes=settings.LANYARD_REVOKE_SWEEP_MINUTES)
@@ -91,7 +92,7 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
         if last:
             logger.warning("revocation of grant %s gave up after %s retries: %s", grant_id, retries, exc)
             return "retries exhausted: left to the sweep"
-        raise self.retry(exc=exc, countdown=countdown)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=limit)
     except PermanentIdpError as exc:
         retry_at = now + timedelta(minutes=settings.LANYARD_REVOKE_PERMANENT_RETRY_MINUTES)
         try:
