@@ -60,7 +60,6 @@ class InboxTable(tables.Table):
     kind = tables.Column()
     status = tables.Column(verbose_name="Waiting for")
     requester = tables.Column(accessor="requester__email", verbose_name="Requester")
-    manager_name = tables.Column(verbose_name="Their manager", default="—")
     scopes = tables.Column(orderable=False)
     risk = tables.Column(accessor="connector__risk", verbose_name="Risk")
     similar_sanctioned = tables.Column(verbose_name="Similar sanctioned", default="—", orderable=False)
@@ -78,7 +77,6 @@ class InboxTable(tables.Table):
             "kind",
             "status",
             "requester",
-            "manager_name",
             "scopes",
             "risk",
             "similar_sanctioned",
@@ -91,13 +89,24 @@ class InboxTable(tables.Table):
     def render_id(self, value) -> str:
         return format_html('<a href="{}">#{}</a>', reverse("portal:request_detail", args=[value]), value)
 
-    def render_requester(self, value, record) -> str:
-        if record.on_behalf_of_id:
-            return format_html("{}<br><small>for {}</small>", value, record.on_behalf_of.email)
-        return value
+    def render_kind(self, value, record) -> str:
+        return {"new": "New", "existing": "Access", "sanction": "Sanction"}.get(record.kind, value)
 
-    def render_manager_name(self, value, record) -> str:
-        return format_html("{}<br><small>{}</small>", value, record.manager_email or "")
+    def render_status(self, value, record) -> str:
+        short = {"pending_owner": "Owner", "pending_iam": "IAM", "approved": "Provisioning"}
+        if record.status == "pending_owner" and not record.connector.business_owner_id:
+            return _badge(record.status, "An owner (IAM assigns)")
+        return _badge(record.status, short.get(record.status, value))
+
+    def render_requester(self, value, record) -> str:
+        html = format_html("{}", value)
+        if record.on_behalf_of_id:
+            html = format_html("{}<br><small>for {}</small>", html, record.on_behalf_of.email)
+        if record.manager_name:
+            html = format_html(
+                "{}<br><small>manager: {} {}</small>", html, record.manager_name, record.manager_email or ""
+            )
+        return html
 
     def render_scopes(self, value) -> str:
         return _scopes(value)
