@@ -11,14 +11,14 @@ from connectors.idp import get_adapter
 from connectors.idp.base import PermanentIdpError
 from simulator.keys import private_key_pem
 
-from .conftest import PROVIDERS, flatten
+from .conftest import PROVIDERS, SIZE, flatten
 
-WRONG_KEY = private_key_pem("not-the-registered-key", 99)
+# each provider gets a real RSA key that is not the one registered with it
 BAD = {
-    "google": {"private_key": WRONG_KEY},
+    "google": {"private_key": private_key_pem("github", SIZE["seed"])},
     "entra": {"client_secret": "sim~this-is-the-wrong-secret-value"},
     "okta": {"api_token": "00wrongwrongwrongwrongwrongwrongwrongwrong"},
-    "github": {"private_key": WRONG_KEY},
+    "github": {"private_key": private_key_pem("google", SIZE["seed"])},
 }
 SECRET_FIELD = {
     "google": "private_key",

@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 import simulator
+from simulator import creds
+from simulator.keys import private_key_pem
 from simulator.tenant import PROVIDERS, Tenant
 
 from .conftest import SIZE
@@ -45,11 +47,14 @@ def test_the_org_chart_is_a_tree_with_people_in_every_state():
 
 
 def test_credentials_are_deterministic_per_seed():
-    a, b = simulator.credentials("http://x", seed=4), simulator.credentials("http://x", seed=4)
+    seed = SIZE["seed"]
+    a, b = simulator.credentials("http://x", seed=seed), simulator.credentials("http://x", seed=seed)
     assert a == b
     assert set(a) == {"google_workspace", "microsoft_entra", "okta", "github"}
     assert a["google_workspace"]["credentials"]["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-    assert simulator.credentials("http://x", seed=5)["okta"] != a["okta"]
+    assert private_key_pem.__wrapped__("google", seed) == a["google_workspace"]["credentials"]["private_key"]
+    assert creds.okta_token(seed + 1) != a["okta"]["credentials"]["api_token"]
+    assert creds.entra_client(seed + 1) != creds.entra_client(seed)
 
 
 def test_the_control_api_reports_state_and_serves_credentials(sim):
