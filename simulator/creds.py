@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -19,10 +20,12 @@ def entra_tenant_id(seed: int) -> str:
     return _uuid("tenant", seed)
 
 
+@functools.lru_cache(maxsize=16)
 def entra_client(seed: int) -> tuple[str, str]:
     return _uuid("lanyard-client", seed), "sim~" + _secret("entra", seed, 34)
 
 
+@functools.lru_cache(maxsize=16)
 def okta_token(seed: int) -> str:
     return "00" + b62(int(_secret("okta", seed, 48), 16), 40)[:40]
 

@@ -9,6 +9,7 @@ GitHub PAT ids) is a reversible encoding of the position, so lookups need no ext
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import math
@@ -62,6 +63,11 @@ def _uuid(*parts: object) -> str:
 def iso(ts: float | int | None) -> str | None:
     if not ts:
         return None
+    return _iso(int(ts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".000Z"
 
 
@@ -466,10 +472,10 @@ class Tenant:
         return pos if self.entra_grant_id(pos) == gid else None
 
     def okta_token_id(self, pos: int) -> str:
-        return "oar" + b62(pos)
+        return f"oar{pos:017x}"
 
     def okta_grant_id(self, pos: int, scope_idx: int) -> str:
-        return "oag" + b62(pos * 64 + scope_idx)
+        return f"oag{pos * 64 + scope_idx:017x}"
 
     def pat_id(self, pos: int) -> int:
         return 100_000 + pos
@@ -507,7 +513,7 @@ class Tenant:
         if provider == "okta":
             if external_id.startswith("oar"):
                 try:
-                    pos = unb62(external_id[3:])
+                    pos = int(external_id[3:], 16)
                 except ValueError:
                     return None
                 live = st.is_alive(pos) and st.flags[pos] & F_TOKEN and not st.flags[pos] & F_TOKEN_GONE
