@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from urllib.parse import urlencode
 
 import django_tables2 as tables
@@ -16,12 +17,26 @@ from .models import AuditEvent
 TEMPLATE = "audit/_table.html"
 
 
+class UTCDateTimeColumn(tables.Column):
+    """A datetime shown in UTC with strftime: tables2's DateTimeColumn renders a template per cell."""
+
+    def __init__(self, *args, fmt: str = "%Y-%m-%d %H:%M", **kwargs) -> None:
+        self.fmt = fmt
+        super().__init__(*args, **kwargs)
+
+    def render(self, value) -> str:
+        return value.astimezone(UTC).strftime(self.fmt)
+
+    def value(self, value) -> str:
+        return value.isoformat() if value else ""
+
+
 def _badge(value: str, label: str) -> str:
     return format_html('<span class="badge {}">{}</span>', value, label)
 
 
 class EventTable(tables.Table):
-    occurred_at = tables.DateTimeColumn(verbose_name="When", format="Y-m-d H:i:s")
+    occurred_at = UTCDateTimeColumn(verbose_name="When (UTC)", fmt="%Y-%m-%d %H:%M:%S")
     action = tables.Column()
     outcome = tables.Column()
     actor = tables.Column(verbose_name="Who", accessor="actor_label", order_by=("actor_label",))
@@ -69,9 +84,6 @@ class EventTable(tables.Table):
         resource = data.get("resource") or data.get("tool") or record.target_label
         return str(resource) if resource else "—"
 
-    def value_occurred_at(self, record: AuditEvent) -> str:
-        return record.occurred_at.isoformat()
-
 
 class ConnectorEventTable(EventTable):
     """Events of one connector: the connector column would repeat itself."""
@@ -91,9 +103,9 @@ class IdentityGrantTable(tables.Table):
     kind = tables.Column()
     scopes = tables.Column(orderable=False)
     device = tables.Column(order_by=("device__name",))
-    first_seen = tables.DateTimeColumn(format="Y-m-d")
-    last_used_at = tables.DateTimeColumn(verbose_name="Last used", format="Y-m-d H:i")
-    expires_at = tables.DateTimeColumn(verbose_name="Expires", format="Y-m-d")
+    first_seen = UTCDateTimeColumn(fmt="%Y-%m-%d")
+    last_used_at = UTCDateTimeColumn(verbose_name="Last used")
+    expires_at = UTCDateTimeColumn(verbose_name="Expires", fmt="%Y-%m-%d")
 
     class Meta:
         model = Grant
@@ -131,7 +143,7 @@ class IdentityDeviceTable(tables.Table):
     platform = tables.Column()
     managed = tables.BooleanColumn()
     compliant = tables.BooleanColumn()
-    last_activity = tables.DateTimeColumn(verbose_name="Last activity by this person", format="Y-m-d H:i")
+    last_activity = UTCDateTimeColumn(verbose_name="Last activity by this person")
 
     class Meta:
         model = Device
@@ -151,8 +163,8 @@ class ConnectorTable(tables.Table):
     risk = tables.Column()
     business_owner = tables.Column(verbose_name="Business owner", order_by=("business_owner__email",))
     active_grants = tables.Column(verbose_name="Active grants", attrs={"td": {"class": "num"}})
-    last_used_at = tables.DateTimeColumn(verbose_name="Last used", format="Y-m-d H:i")
-    discovered_at = tables.DateTimeColumn(verbose_name="Discovered", format="Y-m-d")
+    last_used_at = UTCDateTimeColumn(verbose_name="Last used")
+    discovered_at = UTCDateTimeColumn(verbose_name="Discovered", fmt="%Y-%m-%d")
 
     class Meta:
         model = Connector
