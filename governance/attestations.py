@@ -376,7 +376,7 @@ def attestation_decide_many(
         if campaign.status != CStatus.RUNNING or now >= campaign.deadline:
             raise tokens.LinkRefused("closed", campaign_id=campaign.pk, reviewer_id=reviewer.pk)
         rows = list(
-            Attestation.objects.select_for_update()
+            Attestation.objects.select_for_update(of=("self",))
             .filter(campaign=campaign, pk__in=decisions.keys())
             .select_related("grant__connector", "identity", "manager")
             .order_by("pk")
@@ -437,7 +437,9 @@ def review_nudge(*, review: ManagerReview) -> str | None:
     now = timezone.now()
     with transaction.atomic():
         review = (
-            ManagerReview.objects.select_for_update().select_related("campaign", "manager").get(pk=review.pk)
+            ManagerReview.objects.select_for_update(of=("self",))
+            .select_related("campaign", "manager")
+            .get(pk=review.pk)
         )
         campaign = review.campaign
         if campaign.status != CStatus.RUNNING or review.completed_at or now >= campaign.deadline:
@@ -525,7 +527,7 @@ def campaign_close(*, campaign: AttestationCampaign, actor: Any) -> AttestationC
         campaign = AttestationCampaign.objects.select_for_update().get(pk=campaign.pk)
         campaign.check_transition(CStatus.CLOSED)
         pending = (
-            Attestation.objects.select_for_update()
+            Attestation.objects.select_for_update(of=("self",))
             .filter(campaign=campaign, decision=Decision.PENDING)
             .select_related("grant__connector", "identity", "manager")
             .order_by("pk")

@@ -67,7 +67,7 @@ def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
 
     now = timezone.now()
     with transaction.atomic():
-        identity = Identity.objects.select_for_update().select_related("user").get(pk=identity.pk)
+        identity = Identity.objects.select_for_update(of=("self",)).select_related("user").get(pk=identity.pk)
         revoked = grant_revoke_many(
             grants_qs=Grant.objects.filter(identity=identity),
             actor=actor,

@@ -38,7 +38,7 @@ def can_manage_owners(user: User) -> bool:
 
 def _lock(transfer: OwnershipTransfer) -> OwnershipTransfer:
     return (
-        OwnershipTransfer.objects.select_for_update()
+        OwnershipTransfer.objects.select_for_update(of=("self",))
         .select_related("connector", "from_user", "to_user")
         .get(pk=transfer.pk)
     )
