@@ -40,6 +40,7 @@ R = TypeVar("R")
 
 OK, RETRY, REFRESH, FAIL, NOT_FOUND = "ok", "retry", "refresh", "fail", "not_found"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+SECRET_WORDS = ("secret", "key", "token", "password", "credential")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,10 @@ class HttpCore:
     @staticmethod
     def _collect_secrets(creds: dict[str, Any]) -> list[str]:
         out = []
-        for value in creds.values():
+        for key, value in creds.items():
+            # ids, emails and org names stay readable in messages; keys, secrets and tokens never do
+            if not any(word in key.lower() for word in SECRET_WORDS):
+                continue
             if isinstance(value, str) and len(value) >= 8:
                 out.append(value)
                 # a PEM key may leak a line at a time
