@@ -38,7 +38,7 @@ def _refused(request: HttpRequest, refused: tokens.LinkRefused) -> HttpResponse:
         {"reason": refused.reason, "message": str(refused)},
         status=refused.status,
     )
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -108,8 +108,9 @@ def review(request: HttpRequest, campaign_id: int, reviewer_id: int) -> HttpResp
             "total": sum(len(g.items) for g in groups),
         },
     )
-    # The token is in this page's address: keep it out of Referer headers and search indexes.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in this page's address: only our own origin may see it as a Referer (not
+    # "no-referrer": browsers then send "Origin: null" with the form, which CSRF rightly refuses).
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 

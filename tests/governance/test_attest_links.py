@@ -81,7 +81,7 @@ def test_the_emailed_link_opens_the_managers_review(client, setup):
     content = response.content.decode()
     assert "Ann Analyst" in content and "Ben Builder" in content
     assert "Cat Closer" not in content
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
 
 
