@@ -228,7 +228,11 @@ class Handler(StreamRequestHandler):
             else:
                 length = int(headers.get("content-length") or 0)
                 body = rfile.read(length) if length else b""
-            resp = sim.dispatch(method, target, headers, body)
+            try:
+                resp = sim.dispatch(method, target, headers, body)
+            except Exception:
+                log.exception("simulator failed on %s %s", method, target)
+                resp = Resp(500, {"error": "the simulator failed on this request"})
             if verbose:
                 status = resp.status if isinstance(resp, Resp) else "dropped"
                 sys.stderr.write(f"sim: {method} {target} -> {status}\n")
