@@ -254,3 +254,30 @@ def test_no_schedule_launches_nothing(org, settings):
     settings.LANYARD_ATTESTATION_SCHEDULE = ""
     assert attestations.campaign_schedule_run() is None
     assert not AttestationCampaign.objects.exists()
+
+
+def test_iam_launches_and_closes_a_campaign_from_the_admin(
+    org, iam, client, django_capture_on_commit_callbacks
+):
+    campaign = make_campaign()
+    client.force_login(iam)
+    url = "/admin/governance/attestationcampaign/"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"action": "launch", "_selected_action": [campaign.pk]})
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == AttestationCampaign.Status.RUNNING and campaign.launched_by == iam
+    assert len(mail.outbox) == 2
+    client.post(url, {"action": "close_now", "_selected_action": [campaign.pk]})
+    campaign.refresh_from_db()
+    assert campaign.status == AttestationCampaign.Status.CLOSED
+    assert AuditEvent.objects.get(action="attestation.campaign_closed").data["early"] is True
+    assert set(Attestation.objects.values_list("decision", flat=True)) == {"flagged"}
+
+
+def test_a_launched_campaigns_rules_cannot_be_edited_in_the_admin(org, iam, client):
+    campaign = launched(make_campaign(), iam)
+    client.force_login(iam)
+    page = client.get(f"/admin/governance/attestationcampaign/{campaign.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="deadline' not in page.content
