@@ -31,8 +31,6 @@ PERIOD_DELTAS = {
     "365d": timedelta(days=365),
 }
 DEFAULT_PERIOD = "30d"
-# Parameters that shape the page, not the result set: kept out of filters and export records.
-PAGE_PARAMS = {"page", "sort", "per_page"}
 
 
 def with_default_period(params: QueryDict) -> QueryDict:
@@ -43,21 +41,14 @@ def with_default_period(params: QueryDict) -> QueryDict:
     return data
 
 
-def effective_filters(form_data: QueryDict) -> dict[str, str]:
-    """Return the non-empty filter values, for the export's audit record."""
-    return {
-        key: value
-        for key, value in form_data.items()
-        if value not in ("", None) and key not in PAGE_PARAMS and not key.endswith(("-page", "-sort"))
-    }
-
-
 class DateInput(forms.DateInput):
     input_type = "date"
 
 
 class EventFilter(django_filters.FilterSet):
-    period = django_filters.ChoiceFilter(choices=PERIODS, method="filter_period", empty_label="Any time")
+    period = django_filters.ChoiceFilter(
+        choices=PERIODS, method="filter_period", empty_label="Custom: From and Until below"
+    )
     after = django_filters.DateFilter(method="filter_after", label="From", widget=DateInput)
     before = django_filters.DateFilter(method="filter_before", label="Until", widget=DateInput)
     # Text, not a <select>: a register of thousands of connectors would render thousands of options.

@@ -216,13 +216,13 @@ REQUESTED_INDEXES = [
 ]
 
 
-def _median_get(client, url: str, runs: int) -> tuple[float, float, int, int]:
-    """Return (median ms, max ms, queries per request, status) after one warm-up request."""
+def _median_get(client, url: str, runs: int) -> tuple[float, float, float, int, int]:
+    """Return (median ms, max ms, median ms in SQL, queries per request, status) after a warm-up."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     client.get(url)
-    times, counts = [], set()
+    times, sql_times, counts = [], [], set()
     status = 0
     for _ in range(runs):
         with CaptureQueriesContext(connection) as queries:
@@ -231,18 +231,22 @@ def _median_get(client, url: str, runs: int) -> tuple[float, float, int, int]:
             times.append((time.perf_counter() - start) * 1000)
         status = response.status_code
         counts.add(len(queries))
+        sql_times.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
     if len(counts) != 1:
         raise SystemExit(f"query count varied between runs of {url}: {sorted(counts)}")
-    return statistics.median(times), max(times), counts.pop(), status
+    return statistics.median(times), max(times), statistics.median(sql_times), counts.pop(), status
 
 
 def _time_pages(client, pages: list[tuple[str, str]], runs: int, title: str) -> None:
     print(f"\nload average before timing: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"pages, {title} (median of {runs} runs after a warm-up; target < 200 ms):")
     for label, url in pages:
-        median, worst, queries, status = _median_get(client, url, runs)
+        median, worst, sql, queries, status = _median_get(client, url, runs)
         verdict = "ok" if median < 200 else "MISSED"
-        print(f"  {label:<62} {median:7.1f} ms (max {worst:7.1f})  {queries:2d} queries  {status}  {verdict}")
+        print(
+            f"  {label:<58} {median:7.1f} ms (max {worst:7.1f}, SQL {sql:6.1f})"
+            f"  {queries:2d} queries  {status}  {verdict}"
+        )
 
 
 def _export(client, url: str, *, trace: bool) -> tuple[int, float, int, int]:
