@@ -73,7 +73,9 @@ else:  # pragma: no cover - CPython ships the C encoder
         return [_slow.encode(value)]
 
 
-def _micros(value: dt.datetime) -> int:
+def _micros(value: dt.datetime | int) -> int:
+    if type(value) is int:  # already microseconds (the verifier's PostgreSQL path)
+        return value
     if value.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
     return (value - _EPOCH) // _MICROSECOND
@@ -122,7 +124,8 @@ def normalise_ip(value: str | None) -> str | None:
 def canonical(values: Sequence[Any]) -> bytes:
     """Return the canonical bytes of one event given its values in ``HASHED_FIELDS`` order.
 
-    Times are integer microseconds since the Unix epoch (UTC): exact, and cheap to encode.
+    Times are integer microseconds since the Unix epoch (UTC): exact, and cheap to encode. They
+    may be given as aware datetimes or already as those integers.
     """
     row = [CHAIN_VERSION, *values]
     row[_OCCURRED], row[_RECORDED] = _micros(row[_OCCURRED]), _micros(row[_RECORDED])

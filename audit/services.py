@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 
-from .chain import GENESIS_HASH, event_hash, jsonable, lock_head, normalise_ip, values_of
+from .chain import GENESIS_HASH, HASHED_FIELDS, event_hash, jsonable, lock_head, normalise_ip
 from .models import AuditChainHead, AuditEvent, IngestKey
 
 __all__ = [
@@ -24,9 +26,17 @@ __all__ = [
 
 # SQLite allows 32766 bound parameters per statement; stay well below for the external-id lookup.
 _LOOKUP_CHUNK = 5000
+_FIELDS = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+_ATTNAMES = [f.attname for f in _FIELDS]
+_COLUMNS = [f.column for f in _FIELDS]
+_DATA = _ATTNAMES.index("data")
 
 
-def _build(
+def _pk(value: Any) -> Any:
+    return value.pk if isinstance(value, models.Model) else value
+
+
+def _values(
     action: str,
     *,
     actor: Any = None,
@@ -45,52 +55,75 @@ def _build(
     ingest_key=None,
     actor_label: str | None = None,
     now=None,
-) -> AuditEvent:
+) -> dict[str, Any]:
+    """Return an event's column values by attname (relations may be instances or primary keys)."""
     from connectors.models import Identity
 
     now = now or timezone.now()
-    event = AuditEvent(
-        action=action,
-        outcome=outcome,
-        occurred_at=occurred_at or now,
-        recorded_at=now,
-        connector=connector,
-        grant=grant,
-        source=source,
-        device=device,
-        data=jsonable(data or {}),
-        ip=normalise_ip(ip),
-        user_agent=(user_agent or "")[:500],
-        correlation_id=correlation_id or "",
-        external_id=external_id or None,
-        ingest_key=ingest_key,
-    )
+    values: dict[str, Any] = {
+        "action": action,
+        "outcome": outcome,
+        "occurred_at": occurred_at or now,
+        "recorded_at": now,
+        "actor_user_id": None,
+        "actor_identity_id": None,
+        "connector_id": _pk(connector),
+        "grant_id": _pk(grant),
+        "source_id": _pk(source),
+        "device_id": _pk(device),
+        "target_type": "",
+        "target_id": "",
+        "target_label": "",
+        "data": jsonable(data or {}),
+        "ip": normalise_ip(ip),
+        "user_agent": (user_agent or "")[:500],
+        "correlation_id": correlation_id or "",
+        "external_id": external_id or None,
+        "ingest_key_id": _pk(ingest_key),
+    }
     if isinstance(actor, AbstractBaseUser):
-        event.actor_user = actor
-        event.actor_label = actor.get_username()
+        values["actor_user_id"] = actor.pk
+        label = actor.get_username()
     elif isinstance(actor, Identity):
-        event.actor_identity = actor
-        event.actor_label = actor.email
+        values["actor_identity_id"] = actor.pk
+        label = actor.email
     else:
-        event.actor_label = str(actor or "system")
-    if actor_label is not None:
-        event.actor_label = actor_label
-    event.actor_label = event.actor_label[:254]
+        label = str(actor or "system")
+    values["actor_label"] = (label if actor_label is None else actor_label)[:254]
     if target is not None:
-        event.target_type = target._meta.label_lower
-        event.target_id = str(target.pk)
-        event.target_label = str(target)[:254]
-    return event
+        values["target_type"] = target._meta.label_lower
+        values["target_id"] = str(target.pk)
+        values["target_label"] = str(target)[:254]
+    return values
 
 
-def _chain(events: list[AuditEvent], head: AuditChainHead) -> None:
+def _chain(events: list[dict[str, Any]], head: AuditChainHead) -> None:
     sequence, prev = head.sequence, head.hash
-    for event in events:
+    for values in events:
         sequence += 1
-        event.sequence = sequence
-        event.prev_hash = prev
-        event.hash = prev = event_hash(values_of(event))
+        values["sequence"] = sequence
+        values["prev_hash"] = prev
+        values["hash"] = prev = event_hash([values[name] for name in HASHED_FIELDS])
     head.sequence, head.hash = sequence, prev
+
+
+def _insert(events: list[dict[str, Any]]) -> None:
+    """Insert chained events: COPY on PostgreSQL (several times faster than INSERT), else bulk_create."""
+    connection = connections[AuditEvent.objects.db]
+    if connection.vendor != "postgresql":
+        AuditEvent.objects.bulk_create([AuditEvent(**values) for values in events], batch_size=1000)
+        return
+    sql = f"COPY {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN"
+    started = time.monotonic()
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for values in events:
+            row = [values[name] for name in _ATTNAMES]
+            row[_DATA] = json.dumps(row[_DATA])
+            copy.write_row(row)
+    if connection.queries_logged:  # COPY bypasses Django's cursor wrapper; count it like a query
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {len(events)} rows", "time": f"{time.monotonic() - started:.3f}"}
+        )
 
 
 def record(
@@ -113,7 +146,7 @@ def record(
     actor_label: str | None = None,
 ) -> AuditEvent:
     """Append one event to the chain; call it inside the transaction of the change it records."""
-    event = _build(
+    values = _values(
         action,
         actor=actor,
         outcome=outcome,
@@ -134,7 +167,8 @@ def record(
     # No savepoint of its own: if the audit write fails, the change it records must fail too.
     with transaction.atomic(savepoint=False):
         head = lock_head()
-        _chain([event], head)
+        _chain([values], head)
+        event = AuditEvent(**values)
         event.save()
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
     return event
@@ -146,15 +180,16 @@ def record_batch(events: Iterable[dict[str, Any]], *, head: AuditChainHead | Non
     Pass ``head`` when this transaction already holds it (from ``audit.chain.lock_head``).
     """
     now = timezone.now()
-    built: list[AuditEvent] = []
+    built: list[dict[str, Any]] = []
     seen: set[str] = set()
     for kwargs in events:
-        event = _build(now=now, **kwargs)
-        if event.external_id is not None:
-            if event.external_id in seen:
+        values = _values(now=now, **kwargs)
+        external_id = values["external_id"]
+        if external_id is not None:
+            if external_id in seen:
                 continue
-            seen.add(event.external_id)
-        built.append(event)
+            seen.add(external_id)
+        built.append(values)
     if not built:
         return 0
     with transaction.atomic(savepoint=False):
@@ -170,11 +205,11 @@ def record_batch(events: Iterable[dict[str, Any]], *, head: AuditChainHead | Non
                     .values_list("external_id", flat=True)
                 )
             if existing:
-                built = [e for e in built if e.external_id not in existing]
+                built = [e for e in built if e["external_id"] not in existing]
         if not built:
             return 0
         _chain(built, head)
-        AuditEvent.objects.bulk_create(built, batch_size=1000)
+        _insert(built)
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
     return len(built)
 
