@@ -18,7 +18,7 @@ KINDS = {
     "github": "github",
 }
 PROVIDERS = list(KINDS)
-SIZE = {"identities": 40, "grants": 240, "seed": 3}
+SIZE = {"identities": 40, "grants": 160, "seed": 3}
 
 FAST = {
     "max_retries": 3,

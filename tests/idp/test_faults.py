@@ -154,3 +154,15 @@ def test_a_shape_the_adapter_does_not_know_is_malformed(sim, make_adapter, monke
     with pytest.raises(MalformedResponse) as exc:
         flatten(adapter.iter_users())
     assert "list of items" in str(exc.value)
+
+
+@pytest.mark.parametrize("provider", ["entra", "github"])
+@pytest.mark.parametrize("kind", ["server_error", "timeout"])
+def test_page_three_of_grants_failing_repeatedly_stops_the_listing(sim, make_adapter, provider, kind):
+    adapter = make_adapter(provider, timeout=0.2, max_retries=1)
+    sim.faults(provider=provider, kind=kind, delay=0.5, count=None, page=3, path=GRANT_PATHS[provider])
+    pages = []
+    with pytest.raises(TransientIdpError):
+        for page in adapter.iter_grants():
+            pages.append(page)
+    assert len(pages) == 2, "the two pages before the failing one were delivered"
