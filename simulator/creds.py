@@ -51,13 +51,14 @@ def github_app(seed: int) -> dict[str, Any]:
     }
 
 
-def delegated_admin(seed: int) -> str:
-    # The head of IT (position 9) only depends on the seed, never on the tenant's size.
-    small = Tenant(seed=seed, identities=12, grants=0)
+@functools.lru_cache(maxsize=16)
+def delegated_admin(seed: int, identities: int = 12) -> str:
+    # The head of IT (position 9) depends only on the seed once the tenant has ten people or more.
+    small = Tenant(seed=seed, identities=min(identities, 12), grants=0)
     return small.email[small.admin]
 
 
-def credentials(url: str, seed: int = 1) -> dict[str, dict[str, Any]]:
+def credentials(url: str, seed: int = 1, identities: int = 12) -> dict[str, dict[str, Any]]:
     """Return, per source kind, the name, base_url, token_url and credentials Lanyard needs."""
     url = url.rstrip("/")
     tenant_id = entra_tenant_id(seed)
@@ -71,7 +72,7 @@ def credentials(url: str, seed: int = 1) -> dict[str, dict[str, Any]]:
             "credentials": {
                 **google_service_account(seed),
                 "token_uri": f"{url}/google/token",
-                "delegated_admin": delegated_admin(seed),
+                "delegated_admin": delegated_admin(seed, identities),
                 "customer_id": "my_customer",
             },
         },

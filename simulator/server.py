@@ -134,7 +134,9 @@ class Sim:
             provider, gid = query["provider"], query["id"]
             return Resp(200, {"provider": provider, "id": gid, "exists": t.grant_exists(provider, gid)})
         if sub == "/credentials" and method == "GET":
-            return Resp(200, creds.credentials(url, seed=self.params["seed"]))
+            return Resp(
+                200, creds.credentials(url, seed=self.params["seed"], identities=self.params["identities"])
+            )
         if sub == "/mutate" and method == "POST":
             return Resp(200, self.mutate(data))
         return Resp(404, {"error": f"unknown control endpoint {method} /_sim{sub}"})
