@@ -62,7 +62,9 @@ class InboxTable(tables.Table):
     requester = tables.Column(accessor="requester__email", verbose_name="Requester")
     scopes = tables.Column(orderable=False)
     risk = tables.Column(accessor="connector__risk", verbose_name="Risk")
-    similar_sanctioned = tables.Column(verbose_name="Similar sanctioned", default="—", orderable=False)
+    similar_sanctioned = tables.Column(
+        verbose_name="Similar sanctioned", accessor="pk", empty_values=(), orderable=False
+    )
     created_at = tables.DateTimeColumn(verbose_name="Asked", format="Y-m-d H:i")
     actions = tables.TemplateColumn(
         template_name="portal/_inbox_actions.html", orderable=False, verbose_name="Decide"
@@ -110,6 +112,10 @@ class InboxTable(tables.Table):
 
     def render_scopes(self, value) -> str:
         return _scopes(value)
+
+    def render_similar_sanctioned(self, record) -> str:
+        # Filled by the view for the current page (governance.selectors.similar_sanctioned).
+        return getattr(self, "similar", {}).get(record.pk) or "—"
 
     def render_risk(self, value, record) -> str:
         return _badge(record.connector.risk, record.connector.get_risk_display())
