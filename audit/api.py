@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import time
 from pathlib import Path
 
 from django.conf import settings
@@ -52,7 +51,7 @@ def authenticate(header: str) -> IngestKey | None:
 
 def _rate_limited(key: IngestKey) -> int:
     """Count this request in the key's minute window; return seconds to wait, or 0 when allowed."""
-    now = time.time()
+    now = timezone.now().timestamp()
     window = int(now // 60)
     name = f"lanyard:ingest-rate:{key.pk}:{key.prefix}:{window}"
     cache.add(name, 0, timeout=120)

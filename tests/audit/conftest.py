@@ -26,7 +26,11 @@ def signing_key(settings):
 
 
 @pytest.fixture(autouse=True)
-def clean_cache():
+def clean_cache(settings):
+    """A private in-memory cache: the default file cache under var/ is shared by concurrent test runs."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "audit-tests"}
+    }
     cache.clear()
     yield
     cache.clear()

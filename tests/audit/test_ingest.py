@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -368,19 +369,30 @@ def test_a_body_over_the_size_limit_gets_413(client, gateway, known, settings):
     assert post(client, gateway[1], {"events": [event(1), event(2)]}).status_code == 413
 
 
-def test_the_rate_limit_answers_429_with_retry_after(client, iam, known):
+@pytest.fixture
+def clock(monkeypatch):
+    """Hold the clock at 10:15:30 (mid-minute), movable by the test."""
+    state = {"now": dt.datetime(2026, 11, 29, 10, 15, 30, tzinfo=dt.UTC)}
+    monkeypatch.setattr(timezone, "now", lambda: state["now"])
+    return state
+
+
+def test_the_rate_limit_answers_429_with_retry_after(client, iam, known, clock):
     _, raw = ingest_key_create(name="slow", actor=iam, rate_limit_per_minute=2)
 
     statuses = [post(client, raw, {"events": [event(n)]}).status_code for n in range(3)]
     limited = post(client, raw, {"events": [event(9)]})
+    clock["now"] += dt.timedelta(seconds=30)
+    next_minute = post(client, raw, {"events": [event(10)]})
 
     assert statuses == [200, 200, 429]
     assert limited.status_code == 429
-    assert 1 <= int(limited["Retry-After"]) <= 60
-    assert AuditEvent.objects.filter(action__startswith="ai.").count() == 2
+    assert limited["Retry-After"] == "30"
+    assert next_minute.status_code == 200
+    assert AuditEvent.objects.filter(action__startswith="ai.").count() == 3
 
 
-def test_the_rate_limit_is_per_key(client, iam, known):
+def test_the_rate_limit_is_per_key(client, iam, known, clock):
     _, slow = ingest_key_create(name="slow", actor=iam, rate_limit_per_minute=1)
     _, other = ingest_key_create(name="other", actor=iam, rate_limit_per_minute=1)
 
