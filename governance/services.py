@@ -33,8 +33,8 @@ from connectors.models import (
     Identity,
     IdentitySource,
     IllegalTransition,
-    Risk,
 )
+from connectors.risk import assess as assess_risk
 
 from . import emails
 from .models import ConnectorRequest, Decision, User
@@ -117,20 +117,6 @@ def _require_reason(approve: bool, reason: str) -> str:
     return reason
 
 
-_CRITICAL_WORDS = ("admin", "directory.readwrite", "full_access", "mail.send", "delete")
-_HIGH_WORDS = ("write", "manage", "repo", "mail", "send", "files.read.all", "sites.read.all")
-
-
-def derive_risk(scopes: list[str]) -> str:
-    """Return a risk level from requested scopes: admin and write scopes weigh more than read-only ones."""
-    text = " ".join(scopes).lower()
-    if any(w in text for w in _CRITICAL_WORDS):
-        return Risk.CRITICAL
-    if any(w in text for w in _HIGH_WORDS):
-        return Risk.HIGH
-    return Risk.MEDIUM if scopes else Risk.LOW
-
-
 def _queue_mail(fn, *args: Any) -> None:
     transaction.on_commit(lambda: fn(*args))
 
@@ -202,6 +188,7 @@ def request_create(
             name = (name or "").strip()
             if not name:
                 raise WorkflowError("Name the connector.")
+            assessment = assess_risk(scopes)
             connector = Connector.objects.create(
                 name=name,
                 vendor=(vendor or "").strip(),
@@ -209,7 +196,8 @@ def request_create(
                 status=CStatus.REQUESTED,
                 purpose=justification,
                 data_reached=data_reached,
-                risk=derive_risk(scopes),
+                risk=assessment.level,
+                risk_score=assessment.score,
                 status_changed_at=now,
             )
         elif connector is None:
