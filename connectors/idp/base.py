@@ -28,7 +28,7 @@ class IdpConfig:
     kind: str
     name: str
     base_url: str
-    credentials: dict[str, Any]
+    credentials: dict[str, Any] = field(repr=False)  # secrets: never in a repr, a log line or a traceback
     token_url: str = ""
     timeout: float = 10.0
     max_retries: int = 5

@@ -100,3 +100,8 @@ def test_the_token_is_fetched_once_and_reused(sim, make_adapter, provider):
     token = adapter.http.token.current
     flatten(adapter.iter_users())
     assert adapter.http.token.current == token
+
+
+def test_a_config_repr_never_shows_credentials(make_config):
+    config = make_config("entra")
+    assert config.credentials["client_secret"] not in repr(config)
