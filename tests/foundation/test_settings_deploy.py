@@ -23,6 +23,19 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def _ed25519_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
+
+
 def test_check_deploy_passes_with_production_values(tmp_path):
     result = _manage(
         "check",
@@ -34,6 +47,7 @@ def test_check_deploy_passes_with_production_values(tmp_path):
         SECRET_KEY="p" + os.urandom(32).hex() + "-Q#x9!",
         ALLOWED_HOSTS="lanyard.example.com",
         LANYARD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        LANYARD_AUDIT_SIGNING_KEY=_ed25519_pem(),
         LANYARD_VAR_DIR=str(tmp_path),
         DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
         EMAIL_URL="smtp+tls://lanyard:app-password@smtp.example.com:587",
