@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -18,6 +19,24 @@ from governance.models import Attestation, AttestationCampaign, ManagerReview
 from tests.factories import ConnectorFactory, DeviceFactory, GrantFactory, IdentityFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def iam_staff_group(transactional_db):
+    """Recreate the IAM staff group a data migration made, if an earlier transactional test flushed it."""
+    from django.contrib.auth.models import Group, Permission
+
+    staff = importlib.import_module("governance.migrations.0002_iam_staff_group")
+    group, created = Group.objects.get_or_create(name=staff.IAM_STAFF)
+    if created:
+        for app_label, models in staff.PERMISSIONS.items():
+            for model, actions in models.items():
+                codenames = [a if "_" in a else f"{a}_{model}" for a in actions]
+                group.permissions.add(
+                    *Permission.objects.filter(
+                        content_type__app_label=app_label, content_type__model=model, codename__in=codenames
+                    )
+                )
 
 
 def test_a_manager_reviews_their_team_from_the_email_link(live_server, persona_page, screenshot, iam):
