@@ -33,7 +33,7 @@ from .base import (
     ProvisionResult,
     RevokeOutcome,
 )
-from .http import RETRY, AdapterBase, HttpCore, TokenCache, Verdict, parse_time, retry_after_seconds
+from .http import RETRY, AdapterBase, HttpCore, TokenCache, Verdict, batched, parse_time, retry_after_seconds
 
 DEFAULT_BASE = "https://api.github.com"
 HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -135,26 +135,22 @@ class GitHubAdapter(AdapterBase):
 
     def iter_users(self) -> Iterator[list[IdpUser]]:
         ids: dict[str, str] = {}
-        for page in self._members():
-            logins = []
-            for m in page:
-                if not isinstance(m, dict) or "login" not in m or "id" not in m:
-                    raise self.http.malformed("member without login/id", f"/orgs/{self.org}/members")
-                logins.append(m["login"])
-                ids[m["login"].lower()] = str(m["id"])
-            out = []
-            # members carry no email or name: fetch each profile, ``concurrency`` at a time
-            for login, u in zip(logins, self.http.ordered_map(self._user, logins), strict=True):
-                u = u or {}
-                out.append(
-                    IdpUser(
-                        external_id=ids[login.lower()],
-                        email=u.get("email") or "",
-                        name=u.get("name") or login,
-                        status="active",
-                    )
-                )
-            yield out
+
+        def members() -> Iterator[tuple[str, str]]:
+            for page in self._members():
+                for m in page:
+                    if not isinstance(m, dict) or "login" not in m or "id" not in m:
+                        raise self.http.malformed("member without login/id", f"/orgs/{self.org}/members")
+                    ids[m["login"].lower()] = str(m["id"])
+                    yield m["login"], str(m["id"])
+
+        def profile(member: tuple[str, str]) -> IdpUser:
+            login, uid = member
+            u = self._user(login) or {}
+            return IdpUser(external_id=uid, email=u.get("email") or "", name=u.get("name") or login)
+
+        # members carry no email or name: fetch each profile, ``concurrency`` at a time, in order
+        yield from batched(self.http.ordered_map(profile, members()), self.config.page_size)
         with self._logins_lock:
             self._ids_by_login = ids
 

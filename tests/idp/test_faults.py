@@ -78,10 +78,11 @@ def test_a_page_failing_mid_listing_raises_after_earlier_pages(sim, make_adapter
     sim.faults(provider=provider, kind="server_error", count=None, page=2, path=USER_PATHS[provider])
     pages = []
     with pytest.raises(TransientIdpError):
-        for page in adapter.iter_users() if provider != "google" else adapter._raw_users():
+        for page in adapter.iter_users():
             pages.append(page)
-    if provider != "google":  # Google resolves managers after the whole directory, so it yields nothing
-        assert len(pages) == 1
+    # Google resolves managers after the whole directory and GitHub fetches profiles ahead: neither
+    # has a complete page to hand over before the failing request
+    assert len(pages) == (1 if provider in ("entra", "okta") else 0)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
