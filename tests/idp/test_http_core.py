@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -175,13 +176,15 @@ def test_a_repeating_cursor_is_refused():
 
 def test_ordered_map_keeps_order_and_bounds_concurrency():
     http, _, _ = core([])
-    running, peak = [0], [0]
+    running, peak, lock = [0], [0], threading.Lock()
 
     def work(n):
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
         time.sleep(0.002 * (n % 3))
-        running[0] -= 1
+        with lock:
+            running[0] -= 1
         return n * n
 
     assert list(http.ordered_map(work, range(40))) == [n * n for n in range(40)]
