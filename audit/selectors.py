@@ -46,6 +46,10 @@ class TopConnector:
     devices: int
     last_used_at: datetime | None
 
+    @property
+    def status_label(self) -> str:
+        return Connector.Status(self.status).label
+
 
 @dataclass(frozen=True)
 class UnmanagedDevice:
