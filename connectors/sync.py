@@ -33,7 +33,7 @@ from django.utils.dateparse import parse_datetime
 from audit import services as audit
 from audit.models import AuditEvent
 
-from . import risk, services
+from . import bulk, risk, services
 from .idp.base import Adapter, IdpActivity, IdpApp, IdpDevice, IdpError, IdpGrant, IdpUser
 from .models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
 
@@ -250,7 +250,7 @@ class _Sync:
                     Identity.objects.bulk_create(new)
                     self.bump("identities_new", len(new))
                 if changed:
-                    Identity.objects.bulk_update(changed, sorted(fields))
+                    bulk.update(Identity, changed, fields)
                     self.bump("identities_changed", len(changed))
                 self._identity_status_changed(changes)
             self.keep_claim()
@@ -292,11 +292,11 @@ class _Sync:
             if wanted != manager_id:
                 fixes.append(Identity(pk=pk, manager_id=wanted))
             if len(fixes) >= CHUNK:
-                Identity.objects.bulk_update(fixes, ["manager"])
+                bulk.update(Identity, fixes, ["manager"])
                 self.bump("managers_changed", len(fixes))
                 fixes = []
         if fixes:
-            Identity.objects.bulk_update(fixes, ["manager"])
+            bulk.update(Identity, fixes, ["manager"])
             self.bump("managers_changed", len(fixes))
 
     # ------------------------------------------------------------------------------------ devices
@@ -363,7 +363,7 @@ class _Sync:
             self.device_pks.update((d.external_id, d.pk) for d in new)
             self.bump("devices_new", len(new))
         if changed:
-            Device.objects.bulk_update(changed, sorted(fields))
+            bulk.update(Device, changed, fields)
             self.bump("devices_changed", len(changed))
         return existing
 
@@ -408,7 +408,7 @@ class _Sync:
                         changed.append(row)
                         fields |= diff | {"last_seen"}
                 if changed:
-                    ConnectorApp.objects.bulk_update(changed, sorted(fields))
+                    bulk.update(ConnectorApp, changed, fields)
                     self.bump("apps_changed", len(changed))
             self.keep_claim()
 
@@ -483,7 +483,7 @@ class _Sync:
                 source=self.source, external_id__in=[g.external_id for g in page]
             ).only("pk", "external_id", "revoked_at", *GRANT_FIELDS, *GRANT_STATUS_FIELDS)
         }
-        new: list[Grant] = []
+        new: list[dict[str, Any]] = []
         changed: list[Grant] = []
         fields: set[str] = set()
         events: list[dict[str, Any]] = []
@@ -511,16 +511,17 @@ class _Sync:
             device = _get(self.device_pks, g.device_external_id)
             row = existing.get(g.external_id)
             if row is None:
-                row = Grant(
-                    source=self.source,
-                    external_id=g.external_id[:255],
-                    device_id=device,
-                    last_used_at=_aware(g.last_used_at),
-                    first_seen=self.now,
-                    last_seen=self.now,
-                    **values,
+                new.append(
+                    {
+                        "source_id": self.source.pk,
+                        "external_id": g.external_id[:255],
+                        "device_id": device,
+                        "last_used_at": _aware(g.last_used_at),
+                        "first_seen": self.now,
+                        "last_seen": self.now,
+                        **values,
+                    }
                 )
-                new.append(row)
                 continue
             self.seen_grants.add(row.pk)
             diff = {k for k, v in values.items() if getattr(row, k) != v}
@@ -542,12 +543,15 @@ class _Sync:
                 changed.append(row)
                 fields |= diff | {"last_seen"}
         if new:
-            Grant.objects.bulk_create(new)
-            for row in new:
-                self.seen_grants.add(row.pk)
+            bulk.insert(Grant, new)
+            created = Grant.objects.filter(
+                source=self.source, external_id__in=[row["external_id"] for row in new]
+            ).values_list("pk", flat=True)
+            for pk in created:
+                self.seen_grants.add(pk)
             self.run.new += len(new)
         if changed:
-            Grant.objects.bulk_update(changed, sorted(fields))
+            bulk.update(Grant, changed, fields)
             self.run.changed += len(changed)
         if events:
             audit.record_batch(events)
@@ -683,7 +687,7 @@ class _Sync:
                         row.device_id = device
                     changed.append(row)
         if changed:
-            Grant.objects.bulk_update(changed, ["last_used_at", "device"])
+            bulk.update(Grant, changed, ["last_used_at", "device"])
             self.bump("grants_used", len(changed))
         events = []
         newest = None
@@ -739,7 +743,7 @@ class _Sync:
                     g.status = Grant.Status.REVOKED
                     g.revoked_at = self.now
                     g.revoke_reason = VANISHED_REASON
-                Grant.objects.bulk_update(rows, ["status", "revoked_at", "revoke_reason"])
+                bulk.update(Grant, rows, ["status", "revoked_at", "revoke_reason"])
                 audit.record_batch(
                     {
                         "action": "grant.vanished",
@@ -778,7 +782,7 @@ class _Sync:
                     changes.append((row, row.status))
                     row.status = Identity.Status.DEPROVISIONED
                     row.status_changed_at = self.now
-                Identity.objects.bulk_update(rows, ["status", "status_changed_at"])
+                bulk.update(Identity, rows, ["status", "status_changed_at"])
                 self._identity_status_changed(changes, reason=VANISHED_REASON)
                 self.bump("identities_vanished", len(rows))
 
