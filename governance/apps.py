@@ -7,6 +7,11 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from django.core import checks
+        from django.db.models.signals import post_migrate
+
+        from .iam_group import on_post_migrate
+
+        post_migrate.connect(on_post_migrate, dispatch_uid="governance.iam_staff_group")
 
         from connectors.signals import identity_status_changed
 

@@ -11,12 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "LANYARD_ENCRYPTION_KEYS", "DATABASE_URL"}
-    }
+    # Only what the environment holds outside the test run (the browser tests set async-unsafe).
+    cleared = {"DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "LANYARD_ENCRYPTION_KEYS", "DATABASE_URL"}
+    cleared |= {"DJANGO_ALLOW_ASYNC_UNSAFE", "LANYARD_AUDIT_SIGNING_KEY", "LANYARD_AUDIT_SIGNING_KEY_FILE"}
+    base = {k: v for k, v in os.environ.items() if k not in cleared}
     base.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
