@@ -1,6 +1,7 @@
 import logging
 
 from celery import shared_task
+from django.db import OperationalError
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,14 @@ def attestation_schedule() -> int | None:
     return campaign.pk if campaign else None
 
 
-@shared_task(name="governance.offboard_identity", bind=True, max_retries=5)
-def offboard_identity(self, identity_id: int) -> dict[str, int]:
+@shared_task(
+    name="governance.offboard_identity",
+    max_retries=5,
+    autoretry_for=(OperationalError,),  # a locked or lost database: the service is idempotent
+    retry_backoff=30,
+    retry_backoff_max=1800,
+)
+def offboard_identity(identity_id: int) -> dict[str, int]:
     """Offboard one deprovisioned identity: revoke its grants, hand its connectors to its manager."""
     from connectors.models import Identity
 
