@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 Decision = Attestation.Decision
 CStatus = AttestationCampaign.Status
 MAX_CHAIN = 8  # how far up the manager chain to look for an active reviewer
+MAIL_RESEND_AFTER = timedelta(minutes=30)  # a review email not sent by then is queued again
 DEMO_CAMPAIGN_NAME = "AI access review (demo)"
 
 
@@ -565,15 +566,21 @@ def attestation_tick() -> dict[str, int]:
                 outcome = review_nudge(review=review)
                 if outcome:
                     done[outcome] += 1
-        # A mail task lost before it ran (broker restart) is sent again; the task's claim dedupes.
-        _enqueue_mail(reviews.filter(notified_at=None).values_list("pk", flat=True), "launch")
+        # A mail task lost before it ran (broker restart) is queued again once it is clearly late;
+        # the task's claim makes a duplicate harmless.
+        late = now - MAIL_RESEND_AFTER
+        if campaign.launched_at and campaign.launched_at < late:
+            _enqueue_mail(reviews.filter(notified_at=None).values_list("pk", flat=True), "launch")
         _enqueue_mail(
-            reviews.filter(reminders_mailed__lt=F("reminders_sent")).values_list("pk", flat=True), "reminder"
-        )
-        _enqueue_mail(
-            reviews.filter(escalated_to__isnull=False, escalation_mailed_at=None).values_list(
+            reviews.filter(reminders_mailed__lt=F("reminders_sent"), last_reminded_at__lt=late).values_list(
                 "pk", flat=True
             ),
+            "reminder",
+        )
+        _enqueue_mail(
+            reviews.filter(
+                escalated_to__isnull=False, escalation_mailed_at=None, escalated_at__lt=late
+            ).values_list("pk", flat=True),
             "escalation",
         )
     return dict(done)
