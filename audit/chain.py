@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import ipaddress
 import json
@@ -118,7 +119,12 @@ def normalise_ip(value: str | None) -> str | None:
     """Return the address as PostgreSQL's inet prints it back (compressed IPv6), or None."""
     if not value:
         return None
-    return str(ipaddress.ip_address(str(value).strip()))
+    return _normalise_ip(str(value).strip())
+
+
+@functools.lru_cache(maxsize=65536)  # the same gateway and client addresses recur in every batch
+def _normalise_ip(value: str) -> str:
+    return str(ipaddress.ip_address(value))
 
 
 def canonical(values: Sequence[Any]) -> bytes:

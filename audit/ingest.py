@@ -19,7 +19,7 @@ new key starts a new id space.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,14 +30,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import connections, models, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource
 
-from .chain import lock_head
+from .chain import lock_head, normalise_ip
 from .models import AuditEvent, IngestKey
-from .services import record_batch
+from .services import external_ids_recorded, record_batch
 
 MAX_ERRORS = 100
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
@@ -102,6 +103,15 @@ class IngestResult:
 
 
 # ------------------------------------------------------------------------------------ validation
+
+
+@functools.lru_cache(maxsize=65536)  # the same people post again and again
+def _email_ok(value: str) -> bool:
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class _Errors:
@@ -178,9 +188,7 @@ def _validate_one(i: int, raw: Any, errors: _Errors) -> Event | None:
         )
         event.actor_name = _string(actor, "name", errors, i, "actor.name", max_length=200)
         if event.email:
-            try:
-                validate_email(event.email)
-            except ValidationError:
+            if not _email_ok(event.email):
                 errors.add(i, "actor.email", "Enter a valid email address.")
         elif not (event.actor_source and event.actor_external_id):
             errors.add(i, "actor", "Give either email, or source and external_id.")
@@ -218,7 +226,7 @@ def _validate_one(i: int, raw: Any, errors: _Errors) -> Event | None:
     ip = _string(raw, "ip", errors, i, "ip", max_length=64)
     if ip:
         try:
-            event.ip = str(ipaddress.ip_address(ip))
+            event.ip = normalise_ip(ip)
         except ValueError:
             errors.add(i, "ip", "Enter a valid IPv4 or IPv6 address.")
     return event if len(errors.items) == before else None
@@ -286,29 +294,56 @@ def _unsourced_identity_key(e: Event) -> str:
     return f"email:{e.email.lower()}" if e.email else f"{e.actor_source}:{e.actor_external_id}"
 
 
+def _within(field_name: str, values: set | list, array_type: str = "text[]") -> Q:
+    """``field IN values``; on PostgreSQL as one array parameter (a 1000-item IN list costs more)."""
+    values = list(values)
+    if connections[Identity.objects.db].vendor == "postgresql":
+        return Q(**{f"{field_name}__in": RawSQL(f"SELECT unnest(%s::{array_type})", [values])})  # noqa: S611
+    return Q(**{f"{field_name}__in": values})
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    pk: int
+    email: str
+    unverified: bool
+
+
+@dataclass(slots=True)
+class Seen:
+    pk: int
+    unverified: bool
+    last: dt.datetime | None
+
+
 def _identities(
     events: list[Event], sources: dict[str, IdentitySource], now: dt.datetime, result: IngestResult
-) -> dict[int, Identity]:
+) -> dict[int, Who]:
     emails = {e.email for e in events if e.email} | {e.email.lower() for e in events if e.email}
     pairs = {(sources[e.actor_source].pk, e.actor_external_id) for e in events if not e.email}
     unsourced = {_unsourced_identity_key(e) for e in events}
-    query = Q(source__isnull=True, external_id__in=unsourced)
+    query = Q(source__isnull=True) & _within("external_id", unsourced)
     if emails:
-        query |= Q(email__in=emails)
+        query |= _within("email", emails)
     if pairs:
-        query |= Q(source_id__in={p[0] for p in pairs}, external_id__in={p[1] for p in pairs})
-    by_email: dict[str, Identity] = {}
-    by_pair: dict[tuple[int, str], Identity] = {}
-    by_key: dict[str, Identity] = {}
+        query |= Q(source_id__in={p[0] for p in pairs}) & _within("external_id", {p[1] for p in pairs})
+    by_email: dict[str, Who] = {}
+    by_pair: dict[tuple[int, str], Who] = {}
+    by_key: dict[str, Who] = {}
     # Verified before unverified, active first, oldest first: the best match wins for an email.
-    rows = Identity.objects.filter(query).only("pk", "source_id", "external_id", "email", "unverified")
-    for identity in rows.order_by("unverified", "status", "pk"):
-        if identity.source_id is None:
-            by_key.setdefault(identity.external_id, identity)
-        by_email.setdefault(identity.email.lower(), identity)
-        by_pair.setdefault((identity.source_id, identity.external_id), identity)
+    rows = (
+        Identity.objects.filter(query)
+        .order_by("unverified", "status", "pk")
+        .values_list("pk", "source_id", "external_id", "email", "unverified")
+    )
+    for pk, source_id, external_id, email, unverified in rows:
+        who = Who(pk, email, unverified)
+        if source_id is None:
+            by_key.setdefault(external_id, who)
+        by_email.setdefault(email.lower(), who)
+        by_pair.setdefault((source_id, external_id), who)
 
-    def find(e: Event) -> Identity | None:
+    def find(e: Event) -> Who | None:
         if e.email:
             return by_email.get(e.email.lower()) or by_key.get(_unsourced_identity_key(e))
         return by_pair.get((sources[e.actor_source].pk, e.actor_external_id)) or by_key.get(
@@ -329,21 +364,25 @@ def _identities(
             )
     if new:
         Identity.objects.bulk_create(new.values())
-        by_key.update(new)
+        by_key.update({key: Who(i.pk, i.email, True) for key, i in new.items()})
         result.unverified_identities = len(new)
     return {e.index: find(e) for e in events}
 
 
 def _devices(
-    events: list[Event], identities: dict[int, Identity], now: dt.datetime, result: IngestResult
-) -> dict[int, Device]:
+    events: list[Event], identities: dict[int, Who], now: dt.datetime, result: IngestResult
+) -> dict[int, Seen]:
     ids = {e.device_id for e in events if e.device_id}
     if not ids:
         return {}
-    found: dict[str, Device] = {}
-    rows = Device.objects.filter(external_id__in=ids).only("pk", "external_id", "unverified", "last_seen")
-    for device in rows.order_by("unverified", "pk"):
-        found.setdefault(device.external_id, device)
+    found: dict[str, Seen] = {}
+    rows = (
+        Device.objects.filter(_within("external_id", ids))
+        .order_by("unverified", "pk")
+        .values_list("pk", "external_id", "unverified", "last_seen")
+    )
+    for pk, external_id, unverified, last_seen in rows:
+        found.setdefault(external_id, Seen(pk, unverified, last_seen))
     new: dict[str, Device] = {}
     for e in events:
         if e.device_id and e.device_id not in found and e.device_id not in new:
@@ -354,13 +393,13 @@ def _devices(
                 platform=e.device["platform"],
                 managed=e.device["managed"],
                 unverified=True,
-                owner=identities[e.index],
+                owner_id=identities[e.index].pk,
                 first_seen=now,
                 last_seen=now,
             )
     if new:
         Device.objects.bulk_create(new.values())
-        found.update(new)
+        found.update({key: Seen(d.pk, True, now) for key, d in new.items()})
         result.unverified_devices = len(new)
     return {e.index: found[e.device_id] for e in events if e.device_id}
 
@@ -457,20 +496,22 @@ def _connectors(
 
 
 def _grants(
-    events: list[Event], identities: dict[int, Identity], connectors: dict[int, Connector]
-) -> dict[tuple[int, int], Grant]:
+    events: list[Event], identities: dict[int, Who], connectors: dict[int, Connector]
+) -> dict[tuple[int, int], Seen]:
     identity_ids = {identities[e.index].pk for e in events}
     connector_ids = {connectors[e.index].pk for e in events}
-    found: dict[tuple[int, int], Grant] = {}
+    found: dict[tuple[int, int], Seen] = {}
     grants = (
         Grant.objects.filter(
-            identity_id__in=identity_ids, connector_id__in=connector_ids, status=Grant.Status.ACTIVE
+            _within("identity_id", identity_ids, "bigint[]"),
+            connector_id__in=connector_ids,
+            status=Grant.Status.ACTIVE,
         )
-        .only("pk", "identity_id", "connector_id", "last_used_at")
         .order_by("-last_seen", "-pk")
+        .values_list("pk", "identity_id", "connector_id", "last_used_at")
     )
-    for grant in grants:
-        found.setdefault((grant.identity_id, grant.connector_id), grant)
+    for pk, identity_id, connector_id, last_used_at in grants:
+        found.setdefault((identity_id, connector_id), Seen(pk, False, last_used_at))
     return found
 
 
@@ -512,11 +553,7 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
         # The head lock first: concurrent batches then cannot both discover the same connector.
         head = lock_head()
         external = {f"{key.prefix}:{e.id}": e for e in events}
-        existing = set(
-            AuditEvent.objects.filter(external_id__in=list(external))
-            .order_by()
-            .values_list("external_id", flat=True)
-        )
+        existing = external_ids_recorded(external)
         fresh = [e for ext, e in external.items() if ext not in existing]
         result.duplicates = len(events) - len(fresh)
         if not fresh:
@@ -561,28 +598,26 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
             records.append(
                 {
                     "action": e.action if e.action.startswith("ai.") else f"ai.{e.action}",
-                    "actor": identity,
+                    "actor_identity": identity.pk,
+                    "actor_label": identity.email or _unsourced_identity_key(e),
                     "outcome": e.outcome,
                     "connector": connector,
-                    "grant": grant,
-                    "device": device,
+                    "grant": grant.pk if grant else None,
+                    "device": device.pk if device else None,
                     "source": event_sources.get(e.index),
                     "ip": e.ip,
                     "user_agent": e.user_agent,
                     "occurred_at": e.time,
                     "external_id": f"{key.prefix}:{e.id}",
                     "ingest_key": key,
-                    "actor_label": identity.email or _unsourced_identity_key(e),
                     "data": data,
                 }
             )
-            if grant is not None and (grant.last_used_at is None or grant.last_used_at < e.time):
-                grant.last_used_at = e.time
-                used[grant.pk] = e.time
-            if device is not None and (device.last_seen is None or device.last_seen < e.time):
-                device.last_seen = e.time
-                seen[device.pk] = e.time
-        written = record_batch(records, head=head)
+            if grant is not None and (grant.last is None or grant.last < e.time):
+                grant.last = used[grant.pk] = e.time
+            if device is not None and (device.last is None or device.last < e.time):
+                device.last = seen[device.pk] = e.time
+        written = record_batch(records, head=head, deduplicate=False)
         result.accepted = written - len(discovered)
         _advance(Grant, "last_used_at", used)
         _advance(Device, "last_seen", seen)

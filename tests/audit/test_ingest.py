@@ -298,9 +298,9 @@ def test_ingest_runs_a_constant_number_of_queries_for_1_and_50_events(
         }
 
     post(client, gateway[1], batch([0], "warm"))  # the chain head row exists from here on
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(15):
         assert post(client, gateway[1], batch([1], "one")).json()["accepted"] == 1
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(15):
         assert post(client, gateway[1], batch(range(50), "fifty")).json()["accepted"] == 50
 
 
