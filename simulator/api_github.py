@@ -484,6 +484,7 @@ def _audit_log(sim: Sim, req: Req) -> Resp:
             item["token_scopes"] = ",".join(
                 f"{k}:{v}" for k, v in _permissions(sim, e.app, st.variant[e.pos])["repository"].items()
             )
-            item["pat_id"] = t.pat_id(e.pos)
+            if not st.flags[e.pos] & F_CLASSIC:
+                item["pat_id"] = t.pat_id(e.pos)
         items.append(item)
     return Resp(200, items, headers)

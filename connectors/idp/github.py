@@ -324,6 +324,14 @@ class GitHubAdapter(AdapterBase):
 
     # --- activity
 
+    @staticmethod
+    def _audit_data(e: dict) -> dict[str, Any]:
+        keys = ("programmatic_access_type", "pat_id", "token_id", "token_scopes", "actor")
+        data = {k: e[k] for k in keys if k in e}
+        if e.get("pat_id"):
+            data["grant_external_id"] = f"pat:{e['pat_id']}"
+        return data
+
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
         params: dict[str, Any] = {"per_page": self.page(100), "include": "all"}
         if since is not None:
@@ -343,17 +351,7 @@ class GitHubAdapter(AdapterBase):
                         user_external_id=str(e["actor_id"]) if e.get("actor_id") is not None else None,
                         ip=e.get("actor_ip") or "",
                         user_agent=e.get("user_agent") or "",
-                        data={
-                            k: e[k]
-                            for k in (
-                                "programmatic_access_type",
-                                "pat_id",
-                                "token_id",
-                                "token_scopes",
-                                "actor",
-                            )
-                            if k in e
-                        },
+                        data=self._audit_data(e),
                     )
                 )
             yield out

@@ -318,6 +318,7 @@ class GoogleWorkspaceAdapter(AdapterBase):
                             user_email=actor.get("email") or "",
                             ip=item.get("ipAddress") or "",
                             data={
+                                "grant_external_id": f"{actor.get('profileId')}:{params_.get('client_id')}",
                                 "app_name": params_.get("app_name") or "",
                                 "scopes": params_.get("scope") or [],
                                 "client_type": params_.get("client_type") or "",

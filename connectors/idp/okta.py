@@ -319,6 +319,7 @@ class OktaAdapter(AdapterBase):
                         user_agent=(client.get("userAgent") or {}).get("rawUserAgent") or "",
                         outcome=((e.get("outcome") or {}).get("result") or "success").lower(),
                         data={
+                            "grant_external_id": f"{actor.get('id')}:{client.get('id') or target.get('id')}",
                             "event_type": etype,
                             "app_name": target.get("displayName") or "",
                             "client_device": client.get("device") or "",

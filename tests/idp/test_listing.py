@@ -163,3 +163,14 @@ def test_a_grant_removed_at_the_provider_disappears_from_the_listing(fresh_sim, 
     again = {g.external_id for g in flatten(adapter.iter_grants())}
     assert grants[0].external_id not in again
     assert len(again) == len(grants) - 1
+
+
+@pytest.mark.parametrize("provider", ["google", "okta", "github"])
+def test_activity_names_the_grant_it_belongs_to(fresh_sim, make_adapter, provider):
+    adapter = make_adapter(provider)
+    grants = {g.external_id for g in flatten(adapter.iter_grants())}
+    named = [
+        e.data["grant_external_id"] for e in flatten(adapter.iter_activity()) if "grant_external_id" in e.data
+    ]
+    assert named
+    assert sum(n in grants for n in named) >= len(named) * 0.5
