@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from .models import AuditCheckpoint, AuditEvent, IngestKey
+from .models import AuditChainHead, AuditCheckpoint, AuditEvent, IngestKey
 from .services import IngestKeyAlreadyRevoked, ingest_key_create, ingest_key_revoke
 
 
@@ -35,6 +35,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ["connector", "device"]
     date_hierarchy = "occurred_at"
     show_full_result_count = False
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyAdmin):
+    list_display = ["sequence", "hash"]
 
 
 @admin.register(AuditCheckpoint)

@@ -2,8 +2,8 @@
 
 The private key lives outside the database: ``LANYARD_AUDIT_SIGNING_KEY`` (PEM, or the base64 of
 the 32 raw private bytes) or ``LANYARD_AUDIT_SIGNING_KEY_FILE`` (a file holding either). With
-DEBUG on and neither set, a key is generated once under ``var/`` for the local demo; production
-refuses to start without one (system check ``lanyard.E001``).
+DEBUG on (or under the test runner) and neither set, a key is generated once under ``var/`` for
+the local demo; production refuses to start without one (system check ``lanyard.E001``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,6 +51,11 @@ def _parse_private_key(text: str) -> Ed25519PrivateKey:
     return key
 
 
+def in_test_environment() -> bool:
+    """Return whether Django's test environment is set up (the test runner, pytest-django)."""
+    return hasattr(mail, "outbox")  # set by django.test.utils.setup_test_environment()
+
+
 def signing_key_configured() -> bool:
     """Return whether a signing key is set in the environment (not the DEBUG fallback)."""
     return bool(
@@ -70,7 +76,7 @@ def _load_private_key(value: str, path: str, debug: bool) -> Ed25519PrivateKey:
             return _parse_private_key(Path(path).read_text())
         except OSError as exc:
             raise SigningKeyError(f"LANYARD_AUDIT_SIGNING_KEY_FILE cannot be read: {exc}") from None
-    if not debug:
+    if not (debug or in_test_environment()):
         raise SigningKeyError(
             "No audit signing key: set LANYARD_AUDIT_SIGNING_KEY or LANYARD_AUDIT_SIGNING_KEY_FILE."
         )

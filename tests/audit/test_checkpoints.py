@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings as django_settings
-from django.core import checks
+from django.core import checks, mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -111,6 +111,16 @@ def test_a_pem_key_and_a_key_file_are_accepted(settings, tmp_path):
     assert key_id(private_key().public_key()) == key_id(key.public_key())
 
 
+def test_tests_without_a_key_get_one_under_var(settings, tmp_path):
+    settings.LANYARD_AUDIT_SIGNING_KEY = ""
+    settings.LANYARD_AUDIT_SIGNING_KEY_FILE = ""
+    settings.DEBUG = False
+    settings.VAR_DIR = tmp_path
+
+    assert checkpoint_create().key_id == key_id(private_key().public_key())
+    assert (tmp_path / "audit-signing-key.pem").exists()
+
+
 def test_debug_generates_a_key_under_var_once(settings, tmp_path):
     settings.LANYARD_AUDIT_SIGNING_KEY = ""
     settings.LANYARD_AUDIT_SIGNING_KEY_FILE = ""
@@ -126,7 +136,8 @@ def test_debug_generates_a_key_under_var_once(settings, tmp_path):
     assert check_signing_key() == []
 
 
-def test_production_without_a_key_fails_the_system_check_and_refuses_to_sign(settings, tmp_path):
+def test_production_without_a_key_fails_the_system_check_and_refuses_to_sign(settings, tmp_path, monkeypatch):
+    monkeypatch.delattr(mail, "outbox")  # outside the test environment
     settings.LANYARD_AUDIT_SIGNING_KEY = ""
     settings.LANYARD_AUDIT_SIGNING_KEY_FILE = ""
     settings.DEBUG = False

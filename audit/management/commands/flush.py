@@ -10,12 +10,12 @@ unless ``--wipe-audit-trail`` is given: a test/maintenance escape hatch, not an 
 from __future__ import annotations
 
 from django.conf import settings
-from django.core import mail
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
 from django.db import transaction
 
 from audit.chain import maintenance
+from audit.checkpoints import in_test_environment
 
 
 class Command(flush.Command):
@@ -28,8 +28,7 @@ class Command(flush.Command):
         )
 
     def handle(self, **options) -> None:
-        in_tests = hasattr(mail, "outbox")  # set by Django's setup_test_environment()
-        if not (options.get("wipe_audit_trail") or in_tests or settings.DEBUG):
+        if not (options.get("wipe_audit_trail") or in_test_environment() or settings.DEBUG):
             raise CommandError(
                 "flush would erase the append-only audit trail; pass --wipe-audit-trail to do it anyway."
             )
