@@ -88,11 +88,11 @@ def test_connector_activity_summarises_who_used_it_from_which_devices_and_when(c
     # Default window is the last 30 days: the 40-day-old call and the other connector are out.
     assert (summary.events, summary.identities, summary.devices) == (4, 2, 2)
     assert summary.last_used_at == trail["bob_signin"].occurred_at  # governance events are not "use"
-    assert [r["actor_identity__email"] for r in summary.top_identities] == [
+    assert [r["email"] for r in summary.top_identities] == [
         "bob@example.com",
         "alice@example.com",
     ]
-    assert {r["device__name"] for r in summary.top_devices} == {"MAC-ALICE", "BOB-HOME-PC"}
+    assert {r["name"] for r in summary.top_devices} == {"MAC-ALICE", "BOB-HOME-PC"}
     grants = response.context["grants"]
     assert (grants["active"], grants["total"], grants["holders"]) == (1, 2, 1)
     body = response.content.decode()
@@ -164,7 +164,7 @@ def test_connector_activity_paginates_without_counting_every_row(client, iam, ow
     page = first.context["table"].page
     assert len(page.object_list) == 50 and page.has_next()
     # No COUNT(*) for the paginator: it fetches one row past the page instead.
-    assert sum("COUNT(*)" in q["sql"].upper() and "LIMIT" not in q["sql"].upper() for q in queries) == 0
+    assert not [q for q in queries if '"__count"' in q["sql"]]  # what QuerySet.count() would run
     second = client.get(activity_url(owned_connector, page=2))
     assert len(second.context["table"].page.object_list) == 10
 
@@ -191,12 +191,12 @@ def test_connector_activity_query_count_is_the_same_for_one_or_fifty_events(clie
     assert _page_queries(client, activity_url(owned_connector)) == one
 
 
-def test_activity_summary_selector_runs_three_queries(owned_connector, django_assert_num_queries):
+def test_activity_summary_selector_runs_five_queries(owned_connector, django_assert_num_queries):
     _grow_connector(owned_connector, 1)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(5):
         selectors.activity_summary(AuditEvent.objects.filter(connector=owned_connector))
     _grow_connector(owned_connector, 49)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(5):
         summary = selectors.activity_summary(AuditEvent.objects.filter(connector=owned_connector))
     assert (summary.identities, summary.devices) == (50, 50)
 
