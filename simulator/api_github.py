@@ -247,7 +247,7 @@ def _pat_json(sim: Sim, pos: int) -> dict:
         "access_granted_at": iso(st.created[pos])[:19] + "Z",
         "token_id": 200_000 + pos,
         "token_name": APPS[a].github[v % len(APPS[a].github)][0],
-        "token_expired": False,
+        "token_expired": bool(expires and expires < time.time()),
         "token_expires_at": iso(expires)[:19] + "Z" if expires else None,
         "token_last_used_at": iso(st.last_used[pos])[:19] + "Z" if st.last_used[pos] else None,
     }
