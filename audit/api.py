@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -18,6 +20,7 @@ from . import ingest
 from .models import IngestKey
 from .services import INGEST_KEY_PREFIX, hash_ingest_key
 
+logger = logging.getLogger(__name__)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _DUMMY_HASH = hash_ingest_key("lanyard-no-such-key")
 UNAUTHORIZED = "Invalid or revoked ingest key."
@@ -102,6 +105,13 @@ def events(request: HttpRequest) -> HttpResponse:
         return _error(400, "Invalid events; nothing was recorded.", errors=exc.errors)
     except ingest.BatchTooLarge as exc:
         return _error(413, str(exc))
+    except OperationalError:
+        # A deadlock or lock timeout against a concurrent writer: nothing was recorded, and a
+        # retry with the same event ids is safe.
+        logger.warning("ingest batch from key %s hit a database conflict", key.prefix, exc_info=True)
+        response = _error(503, "Database busy; nothing was recorded. Retry the same batch.")
+        response["Retry-After"] = "1"
+        return response
     IngestKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     return JsonResponse(result.as_dict(), status=200)
 

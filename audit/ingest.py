@@ -619,6 +619,9 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
                 device.last = seen[device.pk] = e.time
         written = record_batch(records, head=head, deduplicate=False)
         result.accepted = written - len(discovered)
-        _advance(Grant, "last_used_at", used)
-        _advance(Device, "last_seen", seen)
+    # After the commit, without the head: services lock rows and then take the head, so waiting
+    # for a grant's row lock while holding the head could deadlock. Each UPDATE only moves a
+    # timestamp forward, so running it on its own is safe.
+    _advance(Grant, "last_used_at", used)
+    _advance(Device, "last_seen", seen)
     return result

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from audit.chain import lock_head
 from audit.models import AuditEvent, IngestKey
 from audit.services import ingest_key_create, ingest_key_revoke
 from audit.verify import verify
@@ -410,3 +413,37 @@ def test_grant_last_used_only_moves_forward(client, gateway, known):
 
     grant.refresh_from_db()
     assert grant.last_used_at == later
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_blocked_by_a_concurrent_writer_gets_503_and_records_nothing(client, iam, google):
+    IdentityFactory(source=google, email="emma@example.com")
+    ConnectorAppFactory(source=google, client_id="notes.apps.googleusercontent.com")
+    _, raw = ingest_key_create(name="gw", actor=iam)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_head() -> None:
+        with transaction.atomic():
+            lock_head()
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold_the_head)
+    holder.start()
+    locked.wait(10)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        response = post(client, raw, {"events": [event(1)]})
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
+    assert post(client, raw, {"events": [event(1)]}).status_code == 200
