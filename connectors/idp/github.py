@@ -210,6 +210,7 @@ class GitHubAdapter(AdapterBase):
                             "token_id": p.get("token_id"),
                             "owner_login": owner.get("login"),
                             "repository_selection": p.get("repository_selection"),
+                            "token_expired": bool(p.get("token_expired")),
                         },
                     )
                 )
