@@ -12,4 +12,5 @@ urlpatterns = [
     path("transfers/", views.transfer_list, name="transfer_list"),
     path("transfers/<int:pk>/", views.transfer_detail, name="transfer_detail"),
     path("connectors/<int:connector_id>/hand-over/", views.transfer_offer_view, name="transfer_offer"),
+    path("identities/<int:pk>/offboard/", views.identity_offboard_view, name="identity_offboard"),
 ]

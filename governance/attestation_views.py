@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from connectors.models import Connector, IllegalTransition
+from connectors.models import Connector, Grant, Identity, IllegalTransition
 
-from . import attestations, tokens, transfers
+from . import attestations, offboarding, tokens, transfers
 from .models import AttestationCampaign, OwnershipTransfer, User
 
 # ---------------------------------------------------------------------------------------------
@@ -292,4 +292,45 @@ def transfer_offer_view(request: HttpRequest, connector_id: int) -> HttpResponse
         request,
         "attestations/transfer_offer.html",
         {"connector": connector, "form": form, "pending": pending},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# offboarding by hand (IAM)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def identity_offboard_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Show what offboarding an identity would do; IAM confirms it by POST."""
+    if not request.user.has_perm("connectors.change_identity"):
+        raise PermissionDenied("Offboarding is for IAM staff.")
+    identity = get_object_or_404(Identity.objects.select_related("user", "manager"), pk=pk)
+    if request.method == "POST":
+        summary = offboarding.identity_offboard(identity=identity, actor=request.user)
+        if any(summary.values()):
+            messages.success(
+                request,
+                f"{identity.email}: {summary['grants_revoked']} grant(s) revoking, "
+                f"{summary['connectors_unowned']} connector(s) without an owner, "
+                f"{summary['transfers_offered']} handed to their manager.",
+            )
+        else:
+            messages.info(request, f"{identity.email}: nothing left to offboard.")
+        return redirect("attest:identity_offboard", pk=identity.pk)
+    user = offboarding.departing_user(identity)
+    return render(
+        request,
+        "attestations/offboard.html",
+        {
+            "identity": identity,
+            "grants": identity.grants.filter(status=Grant.Status.ACTIVE).select_related("connector")[:200],
+            "active_grants": identity.grants.filter(status=Grant.Status.ACTIVE).count(),
+            "connectors": Connector.objects.filter(business_owner=user).exclude(
+                status__in=transfers.CLOSED_CONNECTOR
+            )
+            if user
+            else [],
+            "heir": offboarding.next_owner(identity),
+        },
     )

@@ -39,13 +39,14 @@ class OffboardingNotAllowed(Exception):
     """The actor may not offboard identities."""
 
 
-def _departing_user(identity: Identity) -> User | None:
+def departing_user(identity: Identity) -> User | None:
+    """Return the Lanyard account of the person behind ``identity`` (linked, else by email)."""
     if identity.user_id:
         return identity.user
     return User.objects.filter(email__iexact=identity.email).first()
 
 
-def _heir(identity: Identity) -> User | None:
+def next_owner(identity: Identity) -> User | None:
     """Return the Lanyard account of the first active manager above the identity that has one."""
     chains = manager_chains([identity.pk])
     current = identity.pk
@@ -74,7 +75,7 @@ def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
             reason=f"Offboarding: {identity.email} left",
         )
 
-        user = _departing_user(identity)
+        user = departing_user(identity)
         still_here = (
             user is not None
             and Identity.objects.filter(user=user, status=Identity.Status.ACTIVE)
@@ -88,7 +89,7 @@ def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
                 .exclude(status__in=CLOSED_CONNECTOR)
                 .order_by("pk")
             )
-        heir = _heir(identity) if connectors else None
+        heir = next_owner(identity) if connectors else None
         if heir is not None and heir.pk == (user.pk if user else None):
             heir = None
         transfers: list[OwnershipTransfer] = []

@@ -185,3 +185,26 @@ def test_offers_waiting_for_the_leaver_are_cancelled(leaver, iam, django_capture
     deprovision(leaver["identity"], django_capture_on_commit_callbacks)
     incoming.refresh_from_db()
     assert incoming.status == "cancelled"
+
+
+def test_iam_offboards_from_the_offboarding_page(client, leaver, iam, django_capture_on_commit_callbacks):
+    client.force_login(iam)
+    url = f"/attest/identities/{leaver['identity'].pk}/offboard/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert page.context["active_grants"] == 2 and page.context["heir"] == leaver["heir"]
+    assert b"Notes AI" in page.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url)
+    assert response.status_code == 302
+    assert not Grant.objects.filter(identity=leaver["identity"], status=Grant.Status.ACTIVE).exists()
+    assert OwnershipTransfer.objects.count() == 2
+
+
+def test_the_outsider_and_the_leavers_manager_cannot_offboard(client, leaver, outsider):
+    url = f"/attest/identities/{leaver['identity'].pk}/offboard/"
+    for user in (outsider, leaver["heir"]):
+        client.force_login(user)
+        assert client.get(url).status_code == 403
+        assert client.post(url).status_code == 403
+    assert Grant.objects.filter(identity=leaver["identity"], status=Grant.Status.ACTIVE).count() == 2
