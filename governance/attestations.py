@@ -38,6 +38,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from audit import services as audit
 from audit.models import AuditEvent
 from audit.services import record
 from connectors.models import Connector, Device, Grant, Identity
@@ -489,35 +490,49 @@ def review_nudge(*, review: ManagerReview) -> str | None:
         return "reminded"
 
 
-def _expire_locked(attestation: Attestation, campaign: AttestationCampaign, now: datetime) -> None:
-    revoked = None
+CLOSE_CHUNK = 500
+
+
+def _expire_chunk(campaign: AttestationCampaign, rows: list[Attestation], actor: Any, now: datetime) -> None:
+    """Apply the policy to a chunk of pending attestations: bulk writes, one audit event each."""
     if campaign.policy == AttestationCampaign.Policy.REVOKE:
+        from connectors.services import grant_revoke_many
+
         decision = Decision.AUTO_REVOKED
-        revoked = _revoke_grant(
-            attestation.grant,
-            actor="system",
-            reason=f"Attestation '{campaign.name}': unanswered at the deadline",
+        live = set(
+            Grant.objects.filter(
+                pk__in=[a.grant_id for a in rows], status__in=[Grant.Status.ACTIVE, Grant.Status.EXPIRED]
+            ).values_list("pk", flat=True)
+        )
+        grant_revoke_many(
+            grants_qs=Grant.objects.filter(pk__in=live),
+            actor=actor,
+            reason=f"Attestation '{campaign.name}': unanswered at the deadline"[:300],
         )
     else:
-        decision = Decision.FLAGGED
-    attestation.check_transition(decision)
-    attestation.decision = decision
-    attestation.decided_at = now
-    attestation.save(update_fields=["decision", "decided_at"])
-    record(
-        "attestation.decided",
-        actor="system",
-        connector=attestation.grant.connector,
-        grant=attestation.grant,
-        target=attestation,
-        data={
-            "campaign": campaign.pk,
-            "decision": decision,
-            "holder": attestation.identity.email,
-            "manager": attestation.manager.email,
-            "policy": campaign.policy,
-            **({"grant_revoked": revoked} if revoked is not None else {}),
-        },
+        decision, live = Decision.FLAGGED, set()
+    for attestation in rows:
+        attestation.check_transition(decision)
+        attestation.decision = decision
+        attestation.decided_at = now
+    Attestation.objects.filter(pk__in=[a.pk for a in rows]).update(decision=decision, decided_at=now)
+    audit.record_batch(
+        {
+            "action": "attestation.decided",
+            "actor": actor,
+            "connector": a.grant.connector,
+            "grant": a.grant,
+            "target": a,
+            "data": {
+                "campaign": campaign.pk,
+                "decision": decision,
+                "holder": a.identity.email,
+                "manager": a.manager.email,
+                "policy": campaign.policy,
+                **({"grant_revoked": a.grant_id in live} if decision == Decision.AUTO_REVOKED else {}),
+            },
+        }
+        for a in rows
     )
 
 
@@ -533,19 +548,25 @@ def campaign_close(*, campaign: AttestationCampaign, actor: Any) -> AttestationC
             .select_related("grant__connector", "identity", "manager")
             .order_by("pk")
         )
-        counts: dict[str, int] = defaultdict(int)
-        for attestation in pending:
-            _expire_locked(attestation, campaign, now)
-            counts[attestation.decision] += 1
+        expired, last = 0, 0
+        while rows := list(pending.filter(pk__gt=last)[:CLOSE_CHUNK]):
+            _expire_chunk(campaign, rows, actor, now)
+            expired += len(rows)
+            last = rows[-1].pk
         early = now < campaign.deadline
         campaign.status = CStatus.CLOSED
         campaign.closed_at = now
         campaign.save(update_fields=["status", "closed_at"])
+        outcome = (
+            Decision.AUTO_REVOKED
+            if campaign.policy == AttestationCampaign.Policy.REVOKE
+            else Decision.FLAGGED
+        )
         record(
             "attestation.campaign_closed",
             actor=actor,
             target=campaign,
-            data={"policy": campaign.policy, "early": early, **counts},
+            data={"policy": campaign.policy, "early": early, **({outcome: expired} if expired else {})},
         )
     return campaign
 
