@@ -63,6 +63,20 @@ class RequestForm(forms.Form):
         help_text="e.g. the id of your pending GitHub fine-grained token request.",
     )
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # The list offers active connectors only (a register can hold thousands of shadow ones); a
+        # discovered connector arrives preselected from "My grants" and is still accepted on POST.
+        field = self.fields["connector"]
+        offered = Connector.objects.filter(status=Connector.Status.ACTIVE).order_by("name")
+        preselected = self.initial.get("connector") or (self.data.get("connector") if self.is_bound else None)
+        extra = []
+        if preselected and str(preselected).isdigit():
+            extra = list(Connector.objects.filter(pk=preselected, status=Connector.Status.DISCOVERED))
+        field.widget.choices = [("", "---------")] + [
+            (c.pk, f"{c.name} (shadow)" if c in extra else c.name) for c in [*extra, *offered]
+        ]
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         kind = data.get("kind")

@@ -172,7 +172,7 @@ def connector_grants(connector: Connector) -> QuerySet[Grant]:
     """Return a connector's grants with their identities and devices."""
     return (
         Grant.objects.filter(connector=connector)
-        .select_related("identity", "device", "source")
+        .select_related("connector", "identity", "device", "source")
         .order_by("status", "-last_used_at", "pk")
     )
 

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from connectors.models import Connector, Grant
+from connectors.risk import assess
 
 from .models import ConnectorRequest
 
@@ -118,7 +119,13 @@ class InboxTable(tables.Table):
         return getattr(self, "similar", {}).get(record.pk) or "—"
 
     def render_risk(self, value, record) -> str:
-        return _badge(record.connector.risk, record.connector.get_risk_display())
+        connector = _badge(record.connector.risk, record.connector.get_risk_display())
+        if not record.scopes:
+            return connector
+        asked = assess(record.scopes)
+        return format_html(
+            '{}<br><small title="{}">asked: {}</small>', connector, "; ".join(asked.reasons), asked.level
+        )
 
 
 class RequestsTable(tables.Table):

@@ -285,6 +285,31 @@ def test_an_employee_requests_an_existing_connector_through_the_form(client, emp
     assert req.requester == employee
 
 
+def test_an_employee_asks_to_sanction_a_shadow_connector_they_hold(client, employee):
+    shadow = ConnectorFactory(discovered=True, name="Shadow Notes")
+    ConnectorFactory(discovered=True, name="Someone else's shadow")
+    GrantFactory(connector=shadow, identity=employee.identities.get())
+    client.force_login(employee)
+    grants_page = client.get(reverse("portal:my_grants")).content.decode()
+    link = f"{reverse('portal:request_new')}?connector={shadow.pk}&amp;kind=sanction"
+    assert link in grants_page
+    form_page = client.get(link.replace("&amp;", "&")).content.decode()
+    assert "Shadow Notes (shadow)" in form_page
+    assert "Someone else&#x27;s shadow" not in form_page and "Someone else's shadow" not in form_page
+    client.post(
+        reverse("portal:request_new"),
+        {
+            "kind": "sanction",
+            "connector": shadow.pk,
+            "connector_kind": "oauth_app",
+            "justification": "Daily use.",
+        },
+    )
+    shadow.refresh_from_db()
+    assert shadow.status == "requested"
+    assert ConnectorRequest.objects.get().kind == "sanction"
+
+
 def test_the_request_form_explains_what_is_missing(client, employee):
     client.force_login(employee)
     response = client.post(reverse("portal:request_new"), {"kind": "new", "justification": "x"})
