@@ -35,6 +35,19 @@ def owns_connectors(user: AbstractBaseUser) -> bool:
     return ConnectorUserObjectPermission.objects.filter(user=user).exists()
 
 
+def holds_object_permission(user: AbstractBaseUser, codename: str, connector: Connector) -> bool:
+    """Return whether the user holds ``codename`` on this connector itself (superuser status aside)."""
+    return (
+        user.is_active
+        and ConnectorUserObjectPermission.objects.filter(
+            user=user,
+            content_object=connector,
+            permission__codename=codename,
+            permission__content_type__app_label="connectors",
+        ).exists()
+    )
+
+
 def has_identity(user: AbstractBaseUser) -> bool:
     return user.identities.exists()
 

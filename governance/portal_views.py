@@ -297,7 +297,11 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "req": req,
         "decisions": req.decisions.select_related("decided_by"),
         "is_requester": user.pk in (req.requester_id, req.on_behalf_of_id),
-        "can_decide": (req.status == S.PENDING_OWNER and not ownerless)
+        "can_decide": (
+            req.status == S.PENDING_OWNER
+            and not ownerless
+            and perms.holds_object_permission(user, "decide_connector", req.connector)
+        )
         or (req.status == S.PENDING_IAM and perms.is_iam(user)),
         "can_provision": req.status == S.APPROVED and perms.can_provision(user),
         "needs_owner": req.status == S.PENDING_OWNER and ownerless and perms.is_iam(user),

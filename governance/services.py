@@ -38,6 +38,7 @@ from connectors.risk import assess as assess_risk
 
 from . import emails
 from .models import ConnectorRequest, Decision, User
+from .permissions import holds_object_permission
 
 OWNER_PERMISSIONS = ("view_connector", "decide_connector", "revoke_connector")
 IAM_STAFF_GROUP = "IAM staff"
@@ -269,7 +270,8 @@ def request_decide_owner(
                 f"Connector '{connector.name}' has no business owner yet: IAM must assign one before "
                 "the owner step can be decided."
             )
-        if not actor.has_perm("connectors.decide_connector", connector):
+        # The object permission itself, not has_perm: a superuser is not the business owner.
+        if not holds_object_permission(actor, "decide_connector", connector):
             raise NotAllowed(f"Only the business owner of '{connector.name}' decides this step.")
         new = Status.PENDING_IAM if approve else Status.REJECTED
         req.check_transition(new)

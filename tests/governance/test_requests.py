@@ -437,3 +437,10 @@ def test_a_refused_step_writes_no_audit_event(employee, owned_connector):
     with pytest.raises(NotAllowed):
         request_decide_owner(request=req, actor=stranger, approve=True)
     assert AuditEvent.objects.count() == before
+
+
+def test_a_superuser_is_not_the_business_owner(employee, owned_connector):
+    admin = UserFactory(is_superuser=True, is_staff=True)
+    req = _access_request(employee, owned_connector)
+    with pytest.raises(NotAllowed, match="Only the business owner"):
+        request_decide_owner(request=req, actor=admin, approve=True)
