@@ -23,14 +23,16 @@ def _connection(model: type[models.Model]):
     return connections[router.db_for_write(model)]
 
 
-def _converter(field: models.Field, connection) -> Callable[[Any], Any]:
-    """Return how a Python value of ``field`` is handed to the driver."""
-    if isinstance(field, models.JSONField):
-        encoder = field.encoder
-        return lambda v: None if v is None else json.dumps(v, cls=encoder)
-    if connection.vendor == "sqlite" and isinstance(field, models.DateTimeField):
-        return connection.ops.adapt_datetimefield_value
-    return lambda v: v
+def _converters(fields: Sequence[models.Field], connection) -> list[tuple[int, Callable[[Any], Any]]]:
+    """Return (position, function) for the fields whose values the driver cannot take as they are."""
+    out = []
+    for i, field in enumerate(fields):
+        if isinstance(field, models.JSONField):
+            encoder = field.encoder
+            out.append((i, lambda v, e=encoder: None if v is None else json.dumps(v, cls=e)))
+        elif connection.vendor == "sqlite" and isinstance(field, models.DateTimeField):
+            out.append((i, connection.ops.adapt_datetimefield_value))
+    return out
 
 
 def insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> int:
@@ -42,18 +44,24 @@ def insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> int:
         model.objects.bulk_create([model(**row) for row in rows])
         return len(rows)
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {f.attname: f.get_default() for f in fields}
-    convert = [(f.attname, _converter(f, connection)) for f in fields]
+    columns = [(f.attname, f.get_default()) for f in fields]
+    convert = _converters(fields, connection)
     table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = (tuple(c(row.get(name, defaults[name])) for name, c in convert) for row in rows)
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        out = [row.get(name, default) for name, default in columns]
+        for i, fn in convert:
+            out[i] = fn(out[i])
+        return out
+
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            sql = f"COPY {table} ({columns}) FROM STDIN"
+            sql = f"COPY {table} ({names}) FROM STDIN"
             started = time.monotonic()
             with cursor.cursor.copy(sql) as copy:
-                for value in values:
-                    copy.write_row(value)
+                for row in rows:
+                    copy.write_row(values(row))
             if connection.queries_logged:
                 # COPY bypasses the cursor wrapper: log it like any statement (tests count them).
                 connection.queries_log.append(
@@ -61,8 +69,8 @@ def insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> int:
                 )
         else:
             marks = ", ".join(["%s"] * len(fields))
-            sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608 (names from _meta)
-            cursor.executemany(sql, list(values))
+            sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 (names from _meta)
+            cursor.executemany(sql, [values(row) for row in rows])
     return len(rows)
 
 
@@ -81,7 +89,8 @@ def update(model: type[models.Model], objs: Iterable[models.Model], fields: Iter
     pk = opts.pk
     qn = connection.ops.quote_name
     table = qn(opts.db_table)
-    convert = [(f.attname, _converter(f, connection)) for f in targets]
+    attnames = [f.attname for f in targets]
+    convert = _converters(targets, connection)
     postgres = connection.vendor == "postgresql"
     if postgres:
         casts = [pk.db_type(connection), *(f.db_type(connection) for f in targets)]
@@ -99,8 +108,11 @@ def update(model: type[models.Model], objs: Iterable[models.Model], fields: Iter
             chunk = objs[start : start + size]
             params: list[Any] = []
             for obj in chunk:
+                values = [getattr(obj, name) for name in attnames]
+                for i, fn in convert:
+                    values[i] = fn(values[i])
                 params.append(obj.pk)
-                params.extend(c(getattr(obj, name)) for name, c in convert)
+                params.extend(values)
             rows_sql = ", ".join([row_sql] * len(chunk))
             if postgres:
                 sql = (

@@ -17,14 +17,15 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 VANISHED_REASON = "vanished at IdP"
 ACTIVITY_CURSOR = "activity_since"
 CLAIM_REFRESH_SECONDS = 60
+ANALYZE_AFTER_ROWS = 5000
 CHUNK = 1000
 
 IDENTITY_FIELDS = ("email", "name", "department", "status", "is_service")
@@ -61,6 +63,11 @@ GRANT_FIELDS = (
     "idp_data",
 )
 GRANT_STATUS_FIELDS = ("status", "revoked_at", "revoked_by_id", "revoke_reason")
+GRANT_COLUMNS = ("pk", "external_id", *GRANT_FIELDS, *GRANT_STATUS_FIELDS)
+GRANT_KINDS = frozenset(Grant.Kind.values)
+CONSENT_TYPES = frozenset(Grant.ConsentType.values)
+IDENTITY_STATUSES = frozenset(Identity.Status.values)
+AUDIT_OUTCOMES = frozenset(AuditEvent.Outcome.values)
 
 
 class SyncRefused(Exception):
@@ -132,7 +139,7 @@ def _assess(scopes: tuple[str, ...], tenant_wide: bool) -> risk.Assessment:
     return risk.assess(scopes, tenant_wide=tenant_wide)
 
 
-def _valid(choice: str, choices: Iterable[str], default: str) -> str:
+def _valid(choice: str, choices: Collection[str], default: str) -> str:
     return choice if choice in choices else default
 
 
@@ -162,10 +169,43 @@ class _Sync:
     # status -> identity pks newly suspended/deprovisioned in this run (signalled at the end)
     status_changes: dict[str, list[int]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    inserted: dict[str, int] = field(default_factory=dict)
+    analyzed: dict[str, int] = field(default_factory=dict)
     cursors: dict[str, Any] = field(default_factory=dict)
 
     def bump(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
+
+    @contextmanager
+    def page(self) -> Iterator[None]:
+        """One transaction per page; on PostgreSQL its commit does not wait for the disk.
+
+        A crash can then lose the last pages' commits, whole: the run is left unfinished and the
+        next sync writes them again. The run's final commit waits for the disk, and with it for
+        every earlier one (the log is written in order).
+        """
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            yield
+
+    def grew(self, model: type[Identity | Device | Grant], rows: int) -> None:
+        """Refresh PostgreSQL's statistics when a table grew a lot during this run.
+
+        A first sync multiplies a table's size within minutes, long before autovacuum analyses it:
+        with statistics saying "a few rows", the planner reads the per-page lookups through a
+        one-column index and filters every row of the source, so each page gets slower.
+        """
+        if connection.vendor != "postgresql":
+            return
+        table = model._meta.db_table
+        total = self.inserted.get(table, 0) + rows
+        self.inserted[table] = total
+        if total >= self.analyzed.get(table, ANALYZE_AFTER_ROWS):
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+            self.analyzed[table] = total * 4
 
     def keep_claim(self) -> None:
         """Refresh the claim now and then, so a long sync is not taken for a dead one."""
@@ -187,7 +227,7 @@ class _Sync:
         for page in self.adapter.iter_users():
             page = list({u.external_id: u for u in page}.values())
             self.run.identities_seen += len(page)
-            with transaction.atomic():
+            with self.page():
                 existing = {
                     i.external_id: i
                     for i in Identity.objects.filter(
@@ -249,6 +289,7 @@ class _Sync:
                 if new:
                     Identity.objects.bulk_create(new)
                     self.bump("identities_new", len(new))
+                    self.grew(Identity, len(new))
                 if changed:
                     bulk.update(Identity, changed, fields)
                     self.bump("identities_changed", len(changed))
@@ -262,7 +303,7 @@ class _Sync:
             "email": (u.email or "")[:254],
             "name": (u.name or "")[:200],
             "department": (u.department or "")[:100],
-            "status": _valid(u.status, Identity.Status.values, Identity.Status.ACTIVE),
+            "status": _valid(u.status, IDENTITY_STATUSES, Identity.Status.ACTIVE),
             "is_service": bool(u.is_service),
         }
 
@@ -304,7 +345,7 @@ class _Sync:
     def sync_devices(self) -> None:
         self.phase = "devices"
         for page in self.adapter.iter_devices():
-            with transaction.atomic():
+            with self.page():
                 self._upsert_devices(page)
             self.keep_claim()
         self.device_pks = dict(
@@ -362,6 +403,7 @@ class _Sync:
             Device.objects.bulk_create(new)
             self.device_pks.update((d.external_id, d.pk) for d in new)
             self.bump("devices_new", len(new))
+            self.grew(Device, len(new))
         if changed:
             bulk.update(Device, changed, fields)
             self.bump("devices_changed", len(changed))
@@ -379,7 +421,7 @@ class _Sync:
         }
         for page in self.adapter.iter_apps():
             page = list({a.client_id: a for a in page}.values())
-            with transaction.atomic():
+            with self.page():
                 known = [a for a in page if a.client_id in self.apps]
                 rows = {
                     r.client_id: r
@@ -470,18 +512,19 @@ class _Sync:
     def sync_grants(self) -> None:
         self.phase = "grants"
         for page in self.adapter.iter_grants():
-            with transaction.atomic():
+            with self.page():
                 self._grants_page(page)
             self.keep_claim()
 
     def _grants_page(self, page: list[IdpGrant]) -> None:
         page = list({g.external_id: g for g in page}.values())
         self.run.seen += len(page)
+        # Plain tuples, not model instances: a resync compares every row and changes almost none.
         existing = {
-            g.external_id: g
-            for g in Grant.objects.filter(
-                source=self.source, external_id__in=[g.external_id for g in page]
-            ).only("pk", "external_id", "revoked_at", *GRANT_FIELDS, *GRANT_STATUS_FIELDS)
+            row[1]: row
+            for row in Grant.objects.filter(source=self.source, external_id__in=[g.external_id for g in page])
+            .order_by()
+            .values_list(*GRANT_COLUMNS)
         }
         new: list[dict[str, Any]] = []
         changed: list[Grant] = []
@@ -494,23 +537,25 @@ class _Sync:
             if score > self.connector_scores.get(connector_pk, -1):
                 self.connector_scores[connector_pk] = score
             identity = _get(self.identity_pks, g.user_external_id)
-            idp_data = _json(g.extra or {})
+            idp_data = dict(g.extra or {})
             if g.user_external_id and identity is None:
                 idp_data[services.USER_KEY] = g.user_external_id
             values = {
                 "connector_id": connector_pk,
                 "app_id": app_pk,
                 "identity_id": identity,
-                "kind": _valid(g.kind, Grant.Kind.values, Grant.Kind.OAUTH_CONSENT),
-                "consent_type": _valid(g.consent_type, Grant.ConsentType.values, Grant.ConsentType.PRINCIPAL),
-                "scopes": _json(list(g.scopes)),
+                "kind": g.kind if g.kind in GRANT_KINDS else Grant.Kind.OAUTH_CONSENT,
+                "consent_type": g.consent_type
+                if g.consent_type in CONSENT_TYPES
+                else Grant.ConsentType.PRINCIPAL,
+                "scopes": list(g.scopes),
                 "expires_at": _aware(g.expires_at),
                 "token_hint": (g.token_hint or "")[-16:],
                 "idp_data": idp_data,
             }
             device = _get(self.device_pks, g.device_external_id)
-            row = existing.get(g.external_id)
-            if row is None:
+            found = existing.get(g.external_id)
+            if found is None:
                 new.append(
                     {
                         "source_id": self.source.pk,
@@ -523,17 +568,28 @@ class _Sync:
                     }
                 )
                 continue
-            self.seen_grants.add(row.pk)
-            diff = {k for k, v in values.items() if getattr(row, k) != v}
+            current = dict(zip(GRANT_COLUMNS, found, strict=True))
+            self.seen_grants.add(current["pk"])
+            diff = {k for k, v in values.items() if current[k] != v}
+            if "idp_data" in diff or "scopes" in diff:
+                # Compare as the JSON column reads back (tuples become lists, keys strings).
+                for k in ("idp_data", "scopes"):
+                    values[k] = _json(values[k])
+                    if current[k] == values[k]:
+                        diff.discard(k)
+            if device is not None and current["device_id"] != device:
+                values["device_id"] = device
+                diff.add("device_id")
+            last_used = _later(current["last_used_at"], _aware(g.last_used_at))
+            if last_used != current["last_used_at"]:
+                values["last_used_at"] = last_used
+                diff.add("last_used_at")
+            status = current["status"]
+            if not diff and status not in (Grant.Status.REVOKED, Grant.Status.EXPIRED):
+                continue
+            row = Grant(**current)
             for k in diff:
                 setattr(row, k, values[k])
-            if device is not None and row.device_id != device:
-                row.device_id = device
-                diff.add("device_id")
-            last_used = _later(row.last_used_at, _aware(g.last_used_at))
-            if last_used != row.last_used_at:
-                row.last_used_at = last_used
-                diff.add("last_used_at")
             event = self._reappeared(row, values["expires_at"])
             if event:
                 diff |= set(GRANT_STATUS_FIELDS)
@@ -543,13 +599,10 @@ class _Sync:
                 changed.append(row)
                 fields |= diff | {"last_seen"}
         if new:
+            # New rows need no place in seen_grants: their first_seen is this run's (see mark_vanished).
             bulk.insert(Grant, new)
-            created = Grant.objects.filter(
-                source=self.source, external_id__in=[row["external_id"] for row in new]
-            ).values_list("pk", flat=True)
-            for pk in created:
-                self.seen_grants.add(pk)
             self.run.new += len(new)
+            self.grew(Grant, len(new))
         if changed:
             bulk.update(Grant, changed, fields)
             self.run.changed += len(changed)
@@ -595,7 +648,7 @@ class _Sync:
         pks = list(self.connector_scores)
         if not pks:
             return
-        with transaction.atomic():
+        with self.page():
             rows = list(
                 Connector.objects.select_for_update()
                 .filter(pk__in=pks)
@@ -634,7 +687,7 @@ class _Sync:
         since = parse_datetime(self.source.cursors.get(ACTIVITY_CURSOR) or "") or None
         newest = since
         for page in self.adapter.iter_activity(since=since):
-            with transaction.atomic():
+            with self.page():
                 newest = _later(newest, self._activity_page(page))
             self.keep_claim()
         if newest is not None and newest != since:
@@ -702,7 +755,7 @@ class _Sync:
                 {
                     "action": f"idp.{e.action}"[:64],
                     "occurred_at": when,
-                    "outcome": _valid(e.outcome, AuditEvent.Outcome.values, AuditEvent.Outcome.UNKNOWN),
+                    "outcome": _valid(e.outcome, AUDIT_OUTCOMES, AuditEvent.Outcome.UNKNOWN),
                     "actor": people.get(person) if person else None,
                     "actor_label": None
                     if person in people
@@ -726,14 +779,14 @@ class _Sync:
         """After a complete listing: grants still active but not listed were revoked outside Lanyard."""
         self.phase = "vanished"
         unseen: list[int] = []
-        active = Grant.objects.filter(source=self.source, status=Grant.Status.ACTIVE).values_list(
-            "pk", flat=True
-        )
+        active = Grant.objects.filter(
+            source=self.source, status=Grant.Status.ACTIVE, first_seen__lt=self.now
+        ).values_list("pk", flat=True)
         for pk in active.iterator(chunk_size=5000):
             if pk not in self.seen_grants:
                 unseen.append(pk)
         for i in range(0, len(unseen), CHUNK):
-            with transaction.atomic():
+            with self.page():
                 rows = list(
                     Grant.objects.select_for_update()
                     .filter(pk__in=unseen[i : i + CHUNK], status=Grant.Status.ACTIVE)
@@ -770,7 +823,7 @@ class _Sync:
             if ext not in self.managers
         ]
         for i in range(0, len(gone), CHUNK):
-            with transaction.atomic():
+            with self.page():
                 rows = list(
                     Identity.objects.select_for_update()
                     .filter(pk__in=gone[i : i + CHUNK])
