@@ -138,6 +138,11 @@ def canonical(values: Sequence[Any]) -> bytes:
     return "".join(_encode(row, 0)).encode("ascii")
 
 
+def hash_prepared(row: list[Any]) -> str:
+    """Return the hash of ``[CHAIN_VERSION, *values]`` whose times are already epoch microseconds."""
+    return hashlib.sha256("".join(_encode(row, 0)).encode("ascii")).hexdigest()
+
+
 def event_hash(values: Sequence[Any]) -> str:
     """Return the hex SHA-256 of one event given its values in ``HASHED_FIELDS`` order."""
     return hashlib.sha256(canonical(values)).hexdigest()
