@@ -196,6 +196,19 @@ def test_iam_sees_requests_waiting_for_iam_and_ownerless_ones(client, iam, owner
     assert any(r.status == "pending_iam" for r in rows.values())
 
 
+def test_an_iam_member_who_also_owns_a_connector_sees_both_kinds_of_step(client, iam, iam2, employee):
+    (mine,) = _owned(iam, iam2, 1)
+    for_me_as_owner = _ask(employee, mine)
+    other_owner = UserFactory()
+    (theirs,) = _owned(other_owner, iam2, 1)
+    waiting_for_iam = request_decide_owner(request=_ask(employee, theirs), actor=other_owner, approve=True)
+    not_mine = _ask(UserFactory(), ConnectorFactory(business_owner=other_owner))
+    client.force_login(iam)
+    rows = {r.pk for r in client.get(reverse("portal:inbox")).context["table"].page.object_list.data}
+    assert {for_me_as_owner.pk, waiting_for_iam.pk} <= rows
+    assert not_mine.pk not in rows
+
+
 def test_the_inbox_filters_by_status(client, iam, owner, owned_connector, employee):
     request_decide_owner(request=_ask(employee, owned_connector), actor=owner, approve=True)
     _ask(employee, ConnectorFactory())
