@@ -151,7 +151,9 @@ def _ingest(n_events: int, batch: int, people: int, apps: int) -> tuple[int, flo
 
     from audit.services import ingest_key_create
 
-    _, raw = ingest_key_create(name=f"bench gateway {secrets.token_hex(4)}", actor="bench", rate_limit_per_minute=10**9)
+    _, raw = ingest_key_create(
+        name=f"bench gateway {secrets.token_hex(4)}", actor="bench", rate_limit_per_minute=10**9
+    )
     client = Client()
     bodies = []
     for start in range(0, n_events, batch):
