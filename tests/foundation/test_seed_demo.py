@@ -1,11 +1,12 @@
 import pytest
+from django.core import mail
 from django.core.management import call_command
 
 from audit.models import AuditEvent
 from connectors.models import Connector, Device, Grant, Identity
-from governance.models import User
+from governance.models import AttestationCampaign, ConnectorRequest, User
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _counts() -> dict[str, int]:
@@ -27,6 +28,14 @@ def test_seed_demo_builds_a_realistic_organisation_and_is_idempotent():
     assert User.objects.get(email="iam@lanyard.demo").groups.filter(name="IAM staff").exists()
     employee = User.objects.get(email="employee@lanyard.demo").identities.get()
     assert employee.manager.user.email == "manager@lanyard.demo"
+
+    requests = ConnectorRequest.objects.filter(status__in=ConnectorRequest.OPEN)
+    assert requests.filter(
+        status=ConnectorRequest.Status.PENDING_OWNER, connector__business_owner__email="owner@lanyard.demo"
+    ).exists()
+    assert requests.filter(status=ConnectorRequest.Status.PENDING_IAM).exists()
+    assert AttestationCampaign.objects.filter(status=AttestationCampaign.Status.RUNNING).count() == 1
+    assert len(mail.outbox) >= 1  # one email per reviewing manager, and the request emails
 
     call_command("seed_demo", identities=120, verbosity=0)
     assert _counts() == first

@@ -18,12 +18,8 @@ DEMO_PASSWORD = "lanyard-demo-2026"  # noqa: S105 - printed for the local demo o
 DEMO_DOMAIN = "lanyard.demo"
 SEED_SOURCE = "Demo directory"
 DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "People", "Product"]
-FIRST = (
-    "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Zoe"
-)
-LAST = (
-    "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Wong"
-)
+FIRST = "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Zoe"
+LAST = "Adams Berg Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Meyer Novak Ortiz Patel Reyes Wong"
 
 # (name, vendor, kind, client id, scopes, status, risk)
 CATALOGUE = [
@@ -141,18 +137,39 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--identities", type=int, default=300)
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="first sync every enabled identity source that never synced (the simulator in `make run`)",
+        )
 
-    def handle(self, *args, identities: int, seed: int, **options):
+    def handle(self, *args, identities: int, seed: int, sync: bool, **options):
         rng = random.Random(seed)
+        if sync:
+            self._sync_sources()
         with transaction.atomic():
             users = self._users()
-            if not Identity.objects.exclude(source__name=SEED_SOURCE).exists():
+            simulated = Identity.objects.exclude(source__name=SEED_SOURCE).exists()
+            if not simulated:
                 self._organisation(rng, identities)
             self._link_users(users)
+            if simulated:
+                self._sanction_simulated(users)
             self._owners(users)
+            self._workflow_and_campaign(users)
         for role, user in users.items():
             self.stdout.write(f"  {role:<9} {user.email:<28} password: {DEMO_PASSWORD}")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
+
+    def _sync_sources(self) -> None:
+        from connectors.sync import sync_source
+
+        for source in IdentitySource.objects.filter(enabled=True, last_success_at__isnull=True):
+            run = sync_source(source)
+            self.stdout.write(
+                f"  synced {source.name}: {run.outcome}, seen={run.seen} new={run.new} shadow={run.shadow}"
+                + (f" error={run.error}" if run.error else "")
+            )
 
     def _users(self) -> dict[str, User]:
         iam_group = Group.objects.get(name="IAM staff")
@@ -295,18 +312,60 @@ class Command(BaseCommand):
                     Identity.objects.filter(source=source, user__isnull=True).order_by("pk")[2:3].first()
                 )
             if identity is not None:
-                identity.user = users[role]
-                identity.save(update_fields=["user"])
+                # One person appears once per source: link every identity with that email.
+                Identity.objects.filter(email__iexact=identity.email, user__isnull=True).update(
+                    user=users[role]
+                )
 
     def _owners(self, users: dict[str, User]) -> None:
-        from guardian.shortcuts import assign_perm
+        """Give the demo owner the sanctioned connectors (through the service: permissions and audit)."""
+        from governance.services import connector_set_owner
 
-        owner = users["owner"]
+        owner, iam = users["owner"], users["iam"]
         for connector in Connector.objects.filter(
-            status__in=Connector.SANCTIONED + (Connector.Status.PENDING_IAM,)
+            status__in=Connector.SANCTIONED + (Connector.Status.PENDING_IAM,), business_owner__isnull=True
         ):
-            if connector.business_owner_id is None:
-                connector.business_owner = owner
-                connector.save(update_fields=["business_owner"])
-                for perm in ("view_connector", "decide_connector", "revoke_connector"):
-                    assign_perm(f"connectors.{perm}", owner, connector)
+            connector_set_owner(connector=connector, owner=owner, actor=iam)
+
+    def _sanction_simulated(self, users: dict[str, User]) -> None:
+        """Take the apps the simulated company has sanctioned through the real workflow, once."""
+        from governance.services import (
+            connector_sanction,
+            request_decide_iam,
+            request_decide_owner,
+            request_provision,
+        )
+        from simulator.catalog import APPS
+
+        sanctioned = {app.name.lower() for app in APPS if app.sanctioned}
+        owner, iam = users["owner"], users["iam"]
+        for connector in Connector.objects.filter(status=Connector.Status.DISCOVERED).order_by("name"):
+            if connector.name.lower() not in sanctioned:
+                continue
+            request = connector_sanction(
+                connector=connector,
+                actor=iam,
+                owner=owner,
+                justification=f"{connector.name} is on the company's approved AI tools list.",
+            )
+            request_decide_owner(request=request, actor=owner, approve=True, reason="Approved tools list.")
+            request_decide_iam(request=request, actor=users["iam2"], approve=True, reason="Scopes reviewed.")
+            request_provision(
+                request=request,
+                actor=iam,
+                evidence="Allowed in the IdP's admin console for all staff (demo seed).",
+            )
+
+    def _workflow_and_campaign(self, users: dict[str, User]) -> None:
+        from governance.attestations import demo_campaign
+        from governance.demo import build_demo_workflow
+
+        build_demo_workflow(
+            iam_user=users["iam"],
+            owner_user=users["owner"],
+            employee_users=[users["employee"], users["manager"]],
+        )
+        campaign = demo_campaign(actor=users["iam"])
+        self.stdout.write(
+            f"  attestation campaign '{campaign.name}' running until {campaign.deadline:%Y-%m-%d}"
+        )
