@@ -374,7 +374,15 @@ def request_provision(*, request: ConnectorRequest, actor: User, evidence: str =
         if not actor.has_perm("connectors.provision_connector"):
             raise NotAllowed("Only IAM staff provision connectors.")
         source = request_source(req)
-        if source is None or source.kind not in API_PROVISIONED_KINDS:
+        # A discovered connector is already consented at its IdP: sanctioning it needs no IdP call,
+        # only a record of what was checked.
+        manual = req.kind == ConnectorRequest.Kind.SANCTION
+        if manual or source is None or source.kind not in API_PROVISIONED_KINDS:
+            if not evidence and manual:
+                raise WorkflowError(
+                    "A discovered connector is already allowed at its identity provider: record what you "
+                    "checked (scopes, publisher, tenant settings) as evidence to sanction it."
+                )
             if not evidence:
                 where = source.get_kind_display() if source else "this connector (no identity source)"
                 raise WorkflowError(
