@@ -50,7 +50,7 @@ class Counter:
         self.statements += 1
         head = sql.lstrip()[:200]
         verb = head.split(None, 1)[0].upper()
-        if verb in ("INSERT", "UPDATE", "DELETE") and any(t in head for t in REGISTER_TABLES):
+        if verb in ("INSERT", "UPDATE", "DELETE") and any(f'"{t}"' in head for t in REGISTER_TABLES):
             self.register_rows += max(context["cursor"].rowcount, 0)
         elif (
             verb == "SELECT"
@@ -227,11 +227,12 @@ def report(label: str, r: dict) -> None:
     print(
         f"  {label:<34} first sync {f['seconds']:>7.1f} s  {f['grants_per_s']:>6} grants/s  "
         f"({f['grants']} grants, {f['identities']} identities, {f['shadow']} shadow)  "
-        f"queries/page {f['queries_per_page']}  peak RSS growth {f['rss_growth_mb']} MB"
+        f"statements/page {f['queries_per_page']} (+1 COPY on PostgreSQL)  "
+        f"peak RSS growth {f['rss_growth_mb']} MB"
     )
     print(
         f"  {'':<34} resync     {s['seconds']:>7.1f} s  {s['grants_per_s']:>6} grants/s  "
-        f"rows written {s['rows_written']}  changes {s['changed']}  queries/page {s['queries_per_page']}  "
+        f"rows written {s['rows_written']}  changes {s['changed']}  statements/page {s['queries_per_page']}  "
         f"peak RSS growth {s['rss_growth_mb']} MB",
         flush=True,
     )
