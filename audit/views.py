@@ -71,7 +71,7 @@ def _export_links(request: HttpRequest, name: str, *args: object) -> list[tuple[
 
 def _filters_for_record(filterset: FilterSet) -> dict[str, str]:
     data: QueryDict = filterset.data
-    return {name: data.get(name) for name in filterset.filters if data.get(name)}
+    return {name: data.get(name)[:200] for name in filterset.filters if data.get(name)}
 
 
 def _export(

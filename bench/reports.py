@@ -14,7 +14,10 @@ to the previous row's ``hash``; 64 hex characters) but the hashes are sha256 of 
 number, not of the canonical event, so the chain does not verify. The reports never read it.
 
 Flags: ``--events``, ``--grants``, ``--identities``, ``--devices``, ``--connectors`` for smaller
-(or larger) sizes, ``--runs``, ``--keep`` to keep the database, ``--admin-url`` for the server.
+(or larger) sizes, ``--runs``, ``--keep`` to keep the database, ``--admin-url`` for the server,
+``--requested-indexes`` to time the pages again with the covering indexes requested from the
+lead, ``--skip-pages`` / ``--skip-export`` / ``--skip-trace`` to run parts, ``--jit off``.
+Page times depend on the machine's load: the output prints the load average before timing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--skip-pages", action="store_true")
+    parser.add_argument("--skip-trace", action="store_true", help="skip the (slow) tracemalloc export runs")
     parser.add_argument(
         "--requested-indexes",
         action="store_true",
@@ -304,8 +309,9 @@ def measure(args: argparse.Namespace) -> None:
         ("event search, one identity, all time", reverse("audit:events") + "?identity=42&period=all"),
         ("identity view, all time", reverse("audit:identity", args=[42]) + "?period=all"),
     ]
-    _time_pages(client, pages, args.runs, "existing indexes")
-    if args.requested_indexes:
+    if not args.skip_pages:
+        _time_pages(client, pages, args.runs, "existing indexes")
+    if args.requested_indexes and not args.skip_pages:
         with connection.cursor() as cursor:
             for sql in REQUESTED_INDEXES:
                 cursor.execute(sql)
@@ -323,6 +329,8 @@ def measure(args: argparse.Namespace) -> None:
             f" = {rows / elapsed:>9,.0f} rows/s"
             f"   ru_maxrss growth {rss / 1024:6.1f} MiB"
         )
+    if args.skip_trace:
+        return
     print("  peak Python memory while streaming OCSF (tracemalloc; slower while tracing):")
     for label, period in (("last 7 days", "7d"), ("last 30 days", "30d"), ("all events", "all")):
         url = reverse("audit:events_export", args=["ocsf"]) + f"?period={period}"
