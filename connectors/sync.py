@@ -166,6 +166,7 @@ class _Sync:
     connector_scores: dict[int, int] = field(default_factory=dict)
     discovered: set[int] = field(default_factory=set)
     seen_grants: PkSet = field(default_factory=PkSet)
+    seen_identities: PkSet = field(default_factory=PkSet)
     # status -> identity pks newly suspended/deprovisioned in this run (signalled at the end)
     status_changes: dict[str, list[int]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
@@ -339,6 +340,11 @@ class _Sync:
         if fixes:
             bulk.update(Identity, fixes, ["manager"])
             self.bump("managers_changed", len(fixes))
+        # From here on only "was this identity listed?" matters: keep one bit per identity, not a map.
+        for ext in self.managers:
+            if ext in self.identity_pks:
+                self.seen_identities.add(self.identity_pks[ext])
+        self.managers = {}
 
     # ------------------------------------------------------------------------------------ devices
 
@@ -816,11 +822,11 @@ class _Sync:
         """After a complete listing: identities no longer listed are deprovisioned."""
         gone = [
             pk
-            for pk, ext in Identity.objects.filter(source=self.source)
+            for pk in Identity.objects.filter(source=self.source)
             .exclude(status=Identity.Status.DEPROVISIONED)
-            .values_list("pk", "external_id")
+            .values_list("pk", flat=True)
             .iterator(chunk_size=5000)
-            if ext not in self.managers
+            if pk not in self.seen_identities
         ]
         for i in range(0, len(gone), CHUNK):
             with self.page():
