@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max
 
 from .chain import CHAIN_VERSION, GENESIS_HASH, HASHED_FIELDS, canonical, hash_prepared
@@ -172,7 +172,9 @@ def _pg_rows(using: str, first: int, last: int | None, chunk_size: int) -> Itera
     if last is not None:
         sql += " AND sequence <= %s"
         params.append(last)
-    with connections[using].chunked_cursor() as cursor:
+    # Inside a transaction the server-side cursor streams; in autocommit Django declares it
+    # WITH HOLD, and PostgreSQL then materialises the whole result before the first row.
+    with transaction.atomic(using=using), connections[using].chunked_cursor() as cursor:
         cursor.execute(sql + " ORDER BY sequence", params)
         while chunk := cursor.fetchmany(chunk_size):
             yield from chunk
