@@ -298,6 +298,10 @@ def _compare(n: int, rounds: int = 5) -> dict[str, float]:
 
 def main() -> None:
     args = _args()
+    try:
+        import auditlog  # noqa: F401
+    except ImportError:
+        raise SystemExit("bench.audit compares with django-auditlog: pip install -e '.[bench]'")
     name = f"lanyard_bench_audit_{os.getpid()}"
     admin = _admin_connection(args.server)
     admin.execute(f'CREATE DATABASE "{name}"')
