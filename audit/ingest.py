@@ -140,6 +140,12 @@ def _string(
     if "\x00" in value:
         errors.add(i, path, "Must not contain NUL characters.")
         return ""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: no database stores it
+            errors.add(i, path, "Must be valid Unicode text.")
+            return ""
     return value
 
 

@@ -330,6 +330,24 @@ def test_a_bad_event_rejects_the_whole_batch_with_errors_by_index(client, gatewa
     assert not Identity.objects.filter(email="new.person@example.com").exists()
 
 
+def test_text_no_database_can_store_is_rejected(client, gateway, known):
+    surrogate = json.dumps(event(1, resource="x")).replace('"resource": "x"', '"resource": "\\ud800"')
+    body = '{"events": [' + surrogate + "]}"
+    nul = {"events": [event(2, user_agent="a\x00b")]}
+
+    first, second = post(client, gateway[1], body), post(client, gateway[1], nul)
+
+    assert (first.status_code, first.json()["errors"][0]["field"]) == (400, "resource")
+    assert (second.status_code, second.json()["errors"][0]["field"]) == (400, "user_agent")
+
+
+def test_unicode_text_is_kept_and_hashes_the_same_when_read_back(client, gateway, known):
+    post(client, gateway[1], {"events": [event(1, resource="Zürich – 東京 ✓")]})
+
+    assert AuditEvent.objects.get(action="ai.tool_call").data["resource"] == "Zürich – 東京 ✓"
+    assert verify().ok
+
+
 def test_repeated_ids_in_one_batch_are_rejected(client, gateway, known):
     response = post(client, gateway[1], {"events": [event(1), event(1)]})
 
