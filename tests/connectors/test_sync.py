@@ -291,3 +291,25 @@ def test_last_use_never_moves_back(sim, db):
 
     assert writes.register == []
     assert not Grant.objects.filter(source=source).exclude(last_used_at=future).exists()
+
+
+def test_a_grant_consented_again_after_it_vanished_is_active_again(sim, db):
+    source = make_source(sim, "okta")
+    sync_source(source)
+    grant = (
+        Grant.objects.filter(source=source, kind=Grant.Kind.OAUTH_CONSENT)
+        .select_related("identity", "app")
+        .order_by("pk")
+        .first()
+    )
+    sim.mutate("remove_grant", provider="okta", id=grant.external_id)
+    assert sync_source(source).vanished >= 1
+    sim.mutate("add_grant", provider="okta", email=grant.identity.email, app=grant.app.name)
+
+    run = sync_source(source)
+
+    assert run.outcome == SyncRun.Outcome.SUCCEEDED, run.error
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE
+    assert (grant.revoked_at, grant.revoke_reason) == (None, "")
+    assert events("grant.reappeared", grant=grant) == 1
