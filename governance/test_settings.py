@@ -15,3 +15,5 @@ SECURE_SSL_REDIRECT = False
 LANYARD_REQUIRE_STAFF_MFA = True
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
+# Each test process gets its own cache (rate limits, TOTP codes used) instead of the shared file cache.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
