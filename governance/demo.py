@@ -87,11 +87,12 @@ def build_demo_workflow(
             )
     if req := ask(2 % len(slots)):
         request_withdraw(request=req, actor=req.requester, reason="Found what I needed elsewhere.")
-    # Open: waiting for IAM (the owner approved) and waiting for the owner.
-    for i in range(2):
+    # Open: waiting for IAM (the owner approved) and waiting for the owner. Fresh slots, so a request
+    # left approved above (provisioned through an IdP API by the worker) never collides with a new one.
+    for i in range(3, 5):
         if req := ask(i):
             request_decide_owner(request=req, actor=owner_user, approve=True, reason="Fits the team's use.")
-    for i in range(2, 5):
+    for i in range(5, 8):
         ask(i)
     # A brand-new connector nobody owns yet: IAM's inbox asks for an owner.
     made.append(

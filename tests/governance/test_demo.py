@@ -27,3 +27,15 @@ def test_the_demo_workflow_runs_once(iam, owner, employee):
     count = ConnectorRequest.objects.count()
     assert build_demo_workflow(iam_user=iam, owner_user=owner, employee_users=[employee]) == []
     assert ConnectorRequest.objects.count() == count
+
+
+def test_demo_requests_on_connectors_provisioned_through_an_idp_api_do_not_collide(iam, owner, employee):
+    from tests.factories import ConnectorAppFactory, ConnectorFactory, IdentitySourceFactory
+
+    entra = IdentitySourceFactory(
+        name="entra-demo", kind="microsoft_entra", base_url="http://127.0.0.1:9/entra"
+    )
+    for i in range(8):
+        ConnectorAppFactory(connector=ConnectorFactory(name=f"Entra app {i}", active=True), source=entra)
+    made = build_demo_workflow(iam_user=iam, owner_user=owner, employee_users=[employee])
+    assert len(made) >= 8
