@@ -210,6 +210,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
         "control_folder": str(VAR_DIR / "celery" / "control"),
+        # The transport polls its folder; the default 1 s makes a burst of emails crawl.
+        "polling_interval": 0.1,
         "store_processed": False,
     }
 else:

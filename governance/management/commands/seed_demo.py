@@ -155,6 +155,7 @@ class Command(BaseCommand):
             self._link_users(users)
             if simulated:
                 self._sanction_simulated(users)
+                self._revoke_one_shadow(users)
             self._owners(users)
             self._workflow_and_campaign(users)
         for role, user in users.items():
@@ -354,6 +355,31 @@ class Command(BaseCommand):
                 request=request,
                 actor=iam,
                 evidence="Allowed in the IdP's admin console for all staff (demo seed).",
+            )
+
+    def _revoke_one_shadow(self, users: dict[str, User]) -> None:
+        """IAM triages the riskiest MCP server and revokes it everywhere: the worker calls the IdP."""
+        from connectors.services import connector_revoke
+
+        connector = (
+            Connector.objects.filter(status=Connector.Status.DISCOVERED, name__icontains="MCP")
+            .order_by("-risk_score", "name")
+            .first()
+        )
+        if connector is None or Connector.objects.filter(status=Connector.Status.REVOKED).exists():
+            return
+        connector_revoke(
+            connector=connector,
+            actor=users["iam"],
+            reason="Unvetted MCP server with broad data access (demo triage).",
+        )
+        grant = connector.grants.select_related("source").order_by("pk").first()
+        if grant is not None:
+            sim, provider = grant.source.base_url.rstrip("/").rsplit("/", 1)
+            check = f"{sim}/_sim/grant?provider={provider}&id={grant.external_id}"
+            self.stdout.write(
+                f"  revoked shadow connector '{connector.name}' everywhere; once the worker has run, "
+                f"{check} reports it gone"
             )
 
     def _workflow_and_campaign(self, users: dict[str, User]) -> None:
