@@ -254,6 +254,43 @@ def request_create(
     return req
 
 
+def _record_decision(
+    req: ConnectorRequest,
+    connector: Connector,
+    *,
+    step: str,
+    approve: bool,
+    actor: User,
+    reason: str,
+    now,
+    approved: tuple[str, str],
+) -> None:
+    """Move a locked request (and, for new/sanction requests, its connector) after one decision step."""
+    new, connector_new = approved if approve else (Status.REJECTED, CStatus.REJECTED)
+    req.check_transition(new)
+    if _moves_connector(req):
+        _set_connector_status(connector, connector_new, now)
+    Decision.objects.create(
+        request=req,
+        step=step,
+        outcome=Decision.Outcome.APPROVE if approve else Decision.Outcome.REJECT,
+        decided_by=actor,
+        reason=reason,
+        decided_at=now,
+    )
+    req.status = new
+    req.updated_at = now
+    req.save(update_fields=["status", "updated_at"])
+    record(
+        f"request.{step}_{'approved' if approve else 'rejected'}",
+        actor=actor,
+        connector=connector,
+        target=req,
+        data={"reason": reason, "connector_status": connector.status},
+    )
+    _queue_mail(emails.request_decided, req.pk, step)
+
+
 def request_decide_owner(
     *, request: ConnectorRequest, actor: User, approve: bool, reason: str = ""
 ) -> ConnectorRequest:
@@ -273,30 +310,16 @@ def request_decide_owner(
         # The object permission itself, not has_perm: a superuser is not the business owner.
         if not holds_object_permission(actor, "decide_connector", connector):
             raise NotAllowed(f"Only the business owner of '{connector.name}' decides this step.")
-        new = Status.PENDING_IAM if approve else Status.REJECTED
-        req.check_transition(new)
-        if _moves_connector(req):
-            _set_connector_status(connector, CStatus.PENDING_IAM if approve else CStatus.REJECTED, now)
-        outcome = Decision.Outcome.APPROVE if approve else Decision.Outcome.REJECT
-        Decision.objects.create(
-            request=req,
+        _record_decision(
+            req,
+            connector,
             step=Decision.Step.OWNER,
-            outcome=outcome,
-            decided_by=actor,
-            reason=reason,
-            decided_at=now,
-        )
-        req.status = new
-        req.updated_at = now
-        req.save(update_fields=["status", "updated_at"])
-        record(
-            "request.owner_approved" if approve else "request.owner_rejected",
+            approve=approve,
             actor=actor,
-            connector=connector,
-            target=req,
-            data={"reason": reason, "connector_status": connector.status},
+            reason=reason,
+            now=now,
+            approved=(Status.PENDING_IAM, CStatus.PENDING_IAM),
         )
-        _queue_mail(emails.request_decided, req.pk, Decision.Step.OWNER)
         if approve:
             _queue_mail(emails.request_awaits_iam, req.pk)
     return req
@@ -320,29 +343,16 @@ def request_decide_iam(
             raise NotAllowed(
                 f"You approved request #{req.pk} as business owner: another IAM staff member must decide."
             )
-        new = Status.APPROVED if approve else Status.REJECTED
-        req.check_transition(new)
-        if _moves_connector(req):
-            _set_connector_status(connector, CStatus.APPROVED if approve else CStatus.REJECTED, now)
-        Decision.objects.create(
-            request=req,
+        _record_decision(
+            req,
+            connector,
             step=Decision.Step.IAM,
-            outcome=Decision.Outcome.APPROVE if approve else Decision.Outcome.REJECT,
-            decided_by=actor,
-            reason=reason,
-            decided_at=now,
-        )
-        req.status = new
-        req.updated_at = now
-        req.save(update_fields=["status", "updated_at"])
-        record(
-            "request.iam_approved" if approve else "request.iam_rejected",
+            approve=approve,
             actor=actor,
-            connector=connector,
-            target=req,
-            data={"reason": reason, "connector_status": connector.status},
+            reason=reason,
+            now=now,
+            approved=(Status.APPROVED, CStatus.APPROVED),
         )
-        _queue_mail(emails.request_decided, req.pk, Decision.Step.IAM)
     return req
 
 
