@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import threading
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from audit.chain import GENESIS_HASH, HASHED_FIELDS, event_hash, values_of
 from audit.models import AuditChainHead, AuditEvent
 from audit.services import record, record_batch
 from audit.verify import verify
+from tests.concurrency import race
 from tests.factories import ConnectorFactory, DeviceFactory, GrantFactory, IdentityFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -163,27 +163,15 @@ def test_record_batch_query_count_does_not_grow_with_the_batch(django_assert_num
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_keep_the_chain_contiguous_on_postgresql():
     assert connection.vendor == "postgresql"
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def writer(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(25):
-                if i % 5 == 0:
-                    record_batch([{"action": "t.batch", "external_id": f"{n}:{i}:{j}"} for j in range(10)])
-                else:
-                    record("t.single", data={"writer": n, "i": i})
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
+        for i in range(25):
+            if i % 5 == 0:
+                record_batch([{"action": "t.batch", "external_id": f"{n}:{i}:{j}"} for j in range(10)])
+            else:
+                record("t.single", data={"writer": n, "i": i})
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = race([lambda n=n: writer(n) for n in range(8)])
 
     assert errors == []
     total = 8 * (20 + 5 * 10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -12,31 +11,10 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from governance import attestations
 from governance.models import Attestation, AttestationCampaign, ManagerReview
+from tests.concurrency import race
 from tests.factories import GrantFactory, IdentityFactory
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def race(calls) -> tuple[list, list[Exception]]:
-    barrier = threading.Barrier(len(calls))
-    results: list = []
-    errors: list[Exception] = []
-
-    def run(call):
-        try:
-            barrier.wait(timeout=10)
-            results.append(call())
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results, errors
 
 
 @pytest.fixture

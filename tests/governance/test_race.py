@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connection
 
 from governance.models import ConnectorRequest, Decision
 from governance.services import AlreadyDecided, request_create, request_decide_iam, request_decide_owner
+from tests.concurrency import race as _race
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def _race(calls) -> tuple[list, list[Exception]]:
-    barrier = threading.Barrier(len(calls))
-    results: list = []
-    errors: list[Exception] = []
-
-    def run(call):
-        try:
-            barrier.wait(timeout=10)
-            results.append(call())
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results, errors
 
 
 def test_two_iam_staff_deciding_at_once_one_wins_the_other_is_told(
