@@ -134,7 +134,13 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
+# Spreadsheets run a cell that starts with one of these as a formula; exported evidence stays inert text.
 _FORMULA_START = frozenset("=+-@\t\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Return ``text`` with a leading apostrophe if a spreadsheet would run it as a formula."""
+    return "'" + text if text and text[0] in _FORMULA_START else text
 
 
 def export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:

@@ -39,6 +39,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit import services as audit
+from audit.exports import spreadsheet_safe
 from audit.models import AuditEvent
 from audit.services import record
 from connectors.models import Connector, Device, Grant, Identity
@@ -792,9 +793,7 @@ EXPORT_HEADER = [
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells that start with these as formulas; evidence must stay inert text.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return spreadsheet_safe("" if value is None else str(value))
 
 
 def campaign_export_rows(campaign: AttestationCampaign) -> Iterator[list[str]]:
