@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 import simulator
 from connectors.models import IdentitySource
+from tests.simtools import make_source, quick_idp
 
 # Small enough for a fast suite, big enough that every provider has several pages, shadow apps,
 # suspended and deprovisioned people and a tenant-wide Entra consent.
@@ -46,26 +47,13 @@ def sim(sim_server):
 @pytest.fixture(autouse=True)
 def _quick_idp(settings):
     # Retries and timeouts short enough that fault tests take milliseconds, not the production seconds.
-    settings.LANYARD_IDP_TIMEOUT = 1.0
-    settings.LANYARD_IDP_MAX_RETRIES = 3
-    settings.LANYARD_IDP_BACKOFF_BASE = 0.01
-    settings.LANYARD_IDP_BACKOFF_MAX = 0.05
-    settings.LANYARD_REVOKE_MAX_RETRIES = 2
-    settings.LANYARD_SYNC_PAGE_SIZE = 25
-
-
-def make_source(sim, kind: str, **fields) -> IdentitySource:
-    spec = sim.credentials()[kind]
-    source = IdentitySource(
-        kind=kind,
-        name=fields.pop("name", spec["name"]),
-        base_url=spec["base_url"],
-        token_url=spec.get("token_url") or "",
-        **fields,
+    quick_idp(
+        settings,
+        LANYARD_IDP_TIMEOUT=1.0,
+        LANYARD_IDP_MAX_RETRIES=3,
+        LANYARD_REVOKE_MAX_RETRIES=2,
+        LANYARD_SYNC_PAGE_SIZE=25,
     )
-    source.set_credentials(spec["credentials"])
-    source.save()
-    return source
 
 
 @pytest.fixture(params=list(PROVIDERS))

@@ -14,6 +14,7 @@ from governance import attestations, tokens
 from governance.models import Attestation, AttestationCampaign, OwnershipTransfer
 from governance.services import connector_set_owner
 from tests.factories import ConnectorFactory, UserFactory
+from tests.simtools import make_source, quick_idp
 
 pytestmark = pytest.mark.django_db
 
@@ -31,21 +32,13 @@ def sim_server():
 @pytest.fixture
 def sim(sim_server, settings):
     sim_server.reset(**TENANT)
-    settings.LANYARD_IDP_TIMEOUT = 2.0
-    settings.LANYARD_IDP_MAX_RETRIES = 2
-    settings.LANYARD_IDP_BACKOFF_BASE = 0.01
-    settings.LANYARD_IDP_BACKOFF_MAX = 0.05
+    quick_idp(settings)
     return sim_server
 
 
 @pytest.fixture
 def synced(sim, db) -> IdentitySource:
-    spec = sim.credentials()[KIND]
-    source = IdentitySource(
-        kind=KIND, name=spec["name"], base_url=spec["base_url"], token_url=spec["token_url"]
-    )
-    source.set_credentials(spec["credentials"])
-    source.save()
+    source = make_source(sim, KIND)
     run = sync_source(source)
     assert run.outcome == "succeeded", run.error
     return source

@@ -12,6 +12,7 @@ from governance.models import ConnectorRequest
 from governance.services import request_create, request_decide_iam, request_decide_owner, request_provision
 from governance.tasks import provision_request
 from tests.governance.simworld import PROVIDER, TENANT, entra_world
+from tests.simtools import quick_idp
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +27,7 @@ def sim_server():
 @pytest.fixture
 def sim(sim_server, settings):
     sim_server.reset(**TENANT)
-    settings.LANYARD_IDP_TIMEOUT = 2.0
-    settings.LANYARD_IDP_MAX_RETRIES = 2
-    settings.LANYARD_IDP_BACKOFF_BASE = 0.01
-    settings.LANYARD_IDP_BACKOFF_MAX = 0.05
+    quick_idp(settings)
     return sim_server
 
 
