@@ -1,4 +1,4 @@
-"""Staff must enrol MFA before they can use the admin (``LANYARD_REQUIRE_STAFF_MFA``)."""
+"""The admin's door: non-staff are refused; staff must enrol MFA first (LANYARD_REQUIRE_STAFF_MFA)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from allauth.mfa.adapter import get_adapter
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -17,6 +18,14 @@ class RequireStaffMFAMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.path.startswith("/admin/")
+            and request.user.is_authenticated
+            and not request.user.is_staff
+            and request.path != "/admin/logout/"
+        ):
+            # Django's admin would redirect to a login page this person cannot use: say no instead.
+            raise PermissionDenied("The admin is for IAM staff.")
         if (
             settings.LANYARD_REQUIRE_STAFF_MFA
             and request.path.startswith("/admin/")
