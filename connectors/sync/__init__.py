@@ -34,9 +34,9 @@ from django.utils.dateparse import parse_datetime
 from audit import services as audit
 from audit.models import AuditEvent
 
-from . import bulk, risk, services
-from .idp.base import Adapter, IdpActivity, IdpApp, IdpDevice, IdpError, IdpGrant, IdpUser
-from .models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
+from .. import bulk, risk, services
+from ..idp.base import Adapter, IdpActivity, IdpApp, IdpDevice, IdpError, IdpGrant, IdpUser
+from ..models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
 
 logger = logging.getLogger(__name__)
 
