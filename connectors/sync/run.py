@@ -1,0 +1,103 @@
+"""The run: claim the source, sync phase by phase, then record the SyncRun and release the claim."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from audit.models import AuditEvent
+
+from .. import services
+from ..idp.base import Adapter, IdpError
+from ..models import IdentitySource, SyncRun
+from .activity import ActivitySync
+from .claim import claim_source, release_claim
+from .devices import DeviceSync
+from .grants import GrantSync
+from .identities import IdentitySync
+
+# The package's name, as when this was one module: logging configured for it keeps applying.
+logger = logging.getLogger("connectors.sync")
+
+
+class _Sync(IdentitySync, DeviceSync, GrantSync, ActivitySync):
+    """One run's state with every phase: users, devices, apps, grants, risk, activity, vanished."""
+
+
+# ---------------------------------------------------------------------------------------- entry point
+
+
+def sync_source(source: IdentitySource, *, now: datetime | None = None) -> SyncRun:
+    """Sync one source from its IdP into the register and return the run (refused if already running)."""
+    now = now or timezone.now()
+    refused = claim_source(source, now)
+    if refused is not None:
+        return refused
+    source.refresh_from_db()
+    run = SyncRun.objects.create(source=source, started_at=now)
+    state: _Sync | None = None
+    adapter: Adapter | None = None
+    error = ""
+    try:
+        adapter = services.source_adapter(source)
+        state = _Sync(source=source, run=run, adapter=adapter, now=now, claim=now)
+        state.sync_users()
+        state.sync_devices()
+        state.sync_apps()
+        state.sync_grants()
+        state.raise_risks()
+        state.sync_activity()
+        state.mark_vanished()
+    except IdpError as exc:
+        error = f"{source.name}: {state.phase if state else 'connect'} failed: {exc}"
+        logger.warning("sync failed: %s", error)
+    except Exception as exc:
+        error = f"{source.name}: {state.phase if state else 'connect'} failed: {type(exc).__name__}: {exc}"
+        logger.exception("sync failed: %s", error)
+    finally:
+        if adapter is not None:
+            adapter.close()
+    return _finish(source, run, state, error)
+
+
+def _finish(source: IdentitySource, run: SyncRun, state: _Sync | None, error: str) -> SyncRun:
+    finished = max(timezone.now(), run.started_at)
+    claim = state.claim if state else run.started_at
+    stats = dict(state.stats) if state else {}
+    with transaction.atomic():
+        run.finished_at = finished
+        run.outcome = SyncRun.Outcome.FAILED if error else SyncRun.Outcome.SUCCEEDED
+        run.error = error[:5000]
+        run.save()
+        release: dict[str, Any] = {"sync_claimed_at": None}
+        if not error:
+            release["last_success_at"] = finished
+            if state and state.cursors:
+                source.cursors = {**source.cursors, **state.cursors}
+                release["cursors"] = source.cursors
+        release_claim(source, claim, release)
+        audit.record(
+            "sync.failed" if error else "sync.succeeded",
+            outcome=AuditEvent.Outcome.FAILURE if error else AuditEvent.Outcome.SUCCESS,
+            actor="system",
+            source=source,
+            target=run,
+            data={
+                "seen": run.seen,
+                "new": run.new,
+                "changed": run.changed,
+                "vanished": run.vanished,
+                "shadow": run.shadow,
+                "identities_seen": run.identities_seen,
+                **stats,
+                **({"error": run.error} if error else {}),
+            },
+        )
+        if state:
+            services.identities_announce_status_changes(changed=state.status_changes, source_id=source.pk)
+    return run
