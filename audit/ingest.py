@@ -533,11 +533,15 @@ def _advance(model: type[models.Model], field_name: str, times: dict[int, dt.dat
     connection = connections[model.objects.db]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # ``t.id = ANY(ids)`` as well as the join: without it the planner, which cannot size the
+            # unnest, hashes the whole table to update the thousand or so rows of a batch.
+            ids = list(times)
             cursor.execute(
                 f"UPDATE {table} AS t SET {column} = v.at "  # noqa: S608 - our identifiers
                 f"FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, at) "
-                f"WHERE t.id = v.id AND (t.{column} IS NULL OR t.{column} < v.at)",
-                [list(times), list(times.values())],
+                f"WHERE t.id = ANY(%s::bigint[]) AND t.id = v.id "
+                f"AND (t.{column} IS NULL OR t.{column} < v.at)",
+                [ids, list(times.values()), ids],
             )
         else:
             adapt = connection.ops.adapt_datetimefield_value
