@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import connections, models, transaction
+from django.db import OperationalError, connections, models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -44,6 +45,8 @@ MAX_ERRORS = 100
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _validate_url = URLValidator(schemes=["http", "https"])
 OUTCOMES = set(AuditEvent.Outcome.values)
+
+logger = logging.getLogger(__name__)
 
 
 class BatchTooLarge(Exception):
@@ -631,7 +634,11 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
         result.accepted = written - len(discovered)
     # After the commit, without the head: services lock rows and then take the head, so waiting
     # for a grant's row lock while holding the head could deadlock. Each UPDATE only moves a
-    # timestamp forward, so running it on its own is safe.
-    _advance(Grant, "last_used_at", used)
-    _advance(Device, "last_seen", seen)
+    # timestamp forward, so running it on its own is safe. The events are recorded by now: a lock
+    # conflict here must not tell the gateway otherwise; the next batch or sync moves the times on.
+    try:
+        _advance(Grant, "last_used_at", used)
+        _advance(Device, "last_seen", seen)
+    except OperationalError:
+        logger.warning("ingest: could not move usage times forward for %d grants", len(used), exc_info=True)
     return result
