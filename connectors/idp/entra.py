@@ -80,19 +80,8 @@ class EntraAdapter(AdapterBase):
             "client_secret": self._secret,
             "scope": "https://graph.microsoft.com/.default",
         }
-        try:
-            resp = self.http.request("POST", self.token_url, data=data, auth=False)
-        except PermanentIdpError as exc:
-            raise self.http.error(
-                PermanentIdpError,
-                f"could not obtain an access token: {exc.message}",
-                exc.endpoint,
-                exc.status,
-            )
-        body = self.http.json_of(resp)
-        if not isinstance(body, dict) or not body.get("access_token"):
-            raise self.http.malformed("token response has no access_token", self.token_url, resp.status_code)
-        return body["access_token"], float(body.get("expires_in", 3600))
+        body, token = self.http.fetch_token(self.token_url, data=data)
+        return token, float(body.get("expires_in", 3600))
 
     # --- users
 

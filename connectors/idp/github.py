@@ -107,20 +107,14 @@ class GitHubAdapter(AdapterBase):
         except (ValueError, TypeError, jwt.PyJWTError):
             raise self.http.error(PermanentIdpError, "GitHub App private_key is not a usable RSA key", "/app")
         url = f"/app/installations/{quote(self.installation_id, safe='')}/access_tokens"
-        try:
-            resp = self.http.request("POST", url, headers={"Authorization": f"Bearer {app_jwt}"}, auth=False)
-        except PermanentIdpError as exc:
-            raise self.http.error(
-                PermanentIdpError,
-                f"could not obtain an installation token: {exc.message}",
-                exc.endpoint,
-                exc.status,
-            )
-        body = self.http.json_of(resp)
-        if not isinstance(body, dict) or not body.get("token"):
-            raise self.http.malformed("installation token response has no token", url, resp.status_code)
+        body, token = self.http.fetch_token(
+            url,
+            field="token",
+            what="an installation token",
+            headers={"Authorization": f"Bearer {app_jwt}"},
+        )
         expires = parse_time(body.get("expires_at"))
-        return body["token"], (expires.timestamp() - time.time()) if expires else 3600.0
+        return token, (expires.timestamp() - time.time()) if expires else 3600.0
 
     # --- users
 

@@ -328,6 +328,25 @@ class HttpCore:
     def malformed(self, message: str, url: str, status: int | None = 200) -> MalformedResponse:
         return self.error(MalformedResponse, message, self.endpoint_of(url), status)
 
+    def fetch_token(
+        self, url: str, *, field: str = "access_token", what: str = "an access token", **request: Any
+    ) -> tuple[dict[str, Any], str]:
+        """POST to a token endpoint (unauthenticated); return the body and the token in ``field``.
+
+        A refusal becomes a PermanentIdpError saying which token could not be had; a body without
+        the token is a MalformedResponse. Neither message carries the credentials sent.
+        """
+        try:
+            resp = self.request("POST", url, auth=False, **request)
+        except PermanentIdpError as exc:
+            raise self.error(
+                PermanentIdpError, f"could not obtain {what}: {exc.message}", exc.endpoint, exc.status
+            )
+        body = self.json_of(resp)
+        if not isinstance(body, dict) or not body.get(field):
+            raise self.malformed(f"token response has no {field}", url, resp.status_code)
+        return body, body[field]
+
     # --- paging
 
     def pages(
