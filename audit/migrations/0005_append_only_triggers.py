@@ -7,7 +7,7 @@ application, the admin and careless SQL. Tampering by the owner is what ``audit_
 signed checkpoints detect.
 """
 
-from django.db import migrations
+from django.db import NotSupportedError, migrations
 
 TABLES = ("audit_auditevent", "audit_auditcheckpoint")
 
@@ -62,7 +62,11 @@ def forward(apps, schema_editor):
         for table in TABLES:
             statements += _sqlite_forward(table)
     else:
-        raise NotImplementedError(f"append-only triggers are not written for {vendor}")
+        # Migrating without the triggers would silently drop the audit trail's tamper protection.
+        raise NotSupportedError(
+            f"Lanyard runs on PostgreSQL or SQLite: the audit tables' append-only triggers "
+            f"have no {vendor} form."
+        )
     for sql in statements:
         schema_editor.execute(sql, params=None)
 
