@@ -74,6 +74,11 @@ else:  # pragma: no cover - CPython ships the C encoder
         return [_slow.encode(value)]
 
 
+def dumps(value: Any) -> str:
+    """Return ``value`` as compact JSON with sorted keys (what ``data`` is stored as)."""
+    return "".join(_encode(value, 0))
+
+
 def _micros(value: dt.datetime | int) -> int:
     if type(value) is int:  # already microseconds (the verifier's PostgreSQL path)
         return value

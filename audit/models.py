@@ -39,11 +39,14 @@ class AppendOnlyModel(models.Model):
 
 
 def _ref(model: str, related_name: str = "+"):
-    # Audit rows outlive what they point at: no database constraint, nothing cascades.
+    # Audit rows outlive what they point at: no database constraint, nothing cascades. No index of
+    # its own either: every index costs each appended event, and the reports reach events by
+    # connector, identity and device through the composite indexes in Meta (see migration 0007).
     return models.ForeignKey(
         model,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name=related_name,
@@ -164,3 +167,21 @@ class IngestKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class UsageRollup(models.Model):
+    """How far along the chain grants' and devices' usage times have been rolled up (one row).
+
+    Ingest only appends events; ``audit.usage`` moves ``Grant.last_used_at`` and
+    ``Device.last_seen`` forward from them afterwards and records here the last sequence it read.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    sequence = models.BigIntegerField(default=0)
+    rolled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="usagerollup_single_row")]
+
+    def __str__(self) -> str:
+        return f"usage rolled up to #{self.sequence}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Iterable
@@ -14,7 +13,7 @@ from django.db import connections, models, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from .chain import GENESIS_HASH, HASHED_FIELDS, event_hash, jsonable, lock_head, normalise_ip
+from .chain import GENESIS_HASH, HASHED_FIELDS, dumps, event_hash, jsonable, lock_head, normalise_ip
 from .models import AuditChainHead, AuditEvent, IngestKey
 
 __all__ = [
@@ -23,6 +22,9 @@ __all__ = [
     "ingest_key_revoke",
     "record",
     "record_batch",
+    "record_prepared",
+    "event_template",
+    "event_values",
 ]
 
 # SQLite allows 32766 bound parameters per statement; stay well below for the external-id lookup.
@@ -37,7 +39,7 @@ def _pk(value: Any) -> Any:
     return value.pk if isinstance(value, models.Model) else value
 
 
-def _values(
+def event_values(
     action: str,
     *,
     actor: Any = None,
@@ -58,7 +60,10 @@ def _values(
     actor_identity=None,
     now=None,
 ) -> dict[str, Any]:
-    """Return an event's column values by attname (relations may be instances or primary keys)."""
+    """Return an event's column values by attname (relations may be instances or primary keys).
+
+    The values are normalised as ``record_prepared`` expects them.
+    """
     from connectors.models import Identity
 
     now = now or timezone.now()
@@ -111,19 +116,30 @@ def _chain(events: list[dict[str, Any]], head: AuditChainHead) -> None:
     head.sequence, head.hash = sequence, prev
 
 
-def _insert(events: list[dict[str, Any]]) -> None:
-    """Insert chained events: COPY on PostgreSQL (several times faster than INSERT), else bulk_create."""
+def _append(events: list[dict[str, Any]], head: AuditChainHead) -> None:
+    """Chain events after ``head`` and insert them; ``head`` then holds the new chain head.
+
+    On PostgreSQL each row is hashed and handed to one COPY as it is chained: COPY is several
+    times faster than INSERT, and the server stores the first rows while the next are hashed.
+    """
     connection = connections[AuditEvent.objects.db]
     if connection.vendor != "postgresql":
+        _chain(events, head)
         AuditEvent.objects.bulk_create([AuditEvent(**values) for values in events], batch_size=1000)
         return
     sql = f"COPY {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN"
     started = time.monotonic()
+    sequence, prev = head.sequence, head.hash
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for values in events:
+            sequence += 1
+            values["sequence"] = sequence
+            values["prev_hash"] = prev
+            values["hash"] = prev = event_hash([values[name] for name in HASHED_FIELDS])
             row = [values[name] for name in _ATTNAMES]
-            row[_DATA] = json.dumps(row[_DATA])
+            row[_DATA] = dumps(row[_DATA])
             copy.write_row(row)
+    head.sequence, head.hash = sequence, prev
     if connection.queries_logged:  # COPY bypasses Django's cursor wrapper; count it like a query
         connection.queries_log.append(
             {"sql": f"{sql} -- {len(events)} rows", "time": f"{time.monotonic() - started:.3f}"}
@@ -151,7 +167,7 @@ def record(
     actor_identity=None,
 ) -> AuditEvent:
     """Append one event to the chain; call it inside the transaction of the change it records."""
-    values = _values(
+    values = event_values(
         action,
         actor=actor,
         outcome=outcome,
@@ -209,7 +225,7 @@ def record_batch(
     built: list[dict[str, Any]] = []
     seen: set[str] = set()
     for kwargs in events:
-        values = _values(now=now, **kwargs)
+        values = event_values(now=now, **kwargs)
         external_id = values["external_id"]
         if external_id is not None:
             if external_id in seen:
@@ -227,10 +243,33 @@ def record_batch(
                 built = [e for e in built if e["external_id"] not in existing]
         if not built:
             return 0
-        _chain(built, head)
-        _insert(built)
+        _append(built, head)
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
     return len(built)
+
+
+def event_template(*, now=None) -> dict[str, Any]:
+    """Return every column of an event at its default (``recorded_at`` is ``now``), to build on.
+
+    For ``record_prepared``: a hot path such as the ingest API copies it and sets the columns it
+    knows, instead of passing each event through ``record_batch``'s keyword normalisation.
+    """
+    return event_values("", now=now)
+
+
+def record_prepared(events: list[dict[str, Any]], *, head: AuditChainHead) -> int:
+    """Append events whose column values are complete and normalised, under a held head lock.
+
+    Each event is a copy of ``event_template()`` with its columns set: ids for relations, an
+    address as ``normalise_ip`` returns it, ``data`` as ``jsonable`` returns it, text within its
+    column's length. ``record_batch`` is the checked way; this one trusts its caller.
+    """
+    if not events:
+        return 0
+    with transaction.atomic(savepoint=False):
+        _append(events, head)
+        AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
+    return len(events)
 
 
 # --- ingest keys ------------------------------------------------------------------------------

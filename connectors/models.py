@@ -148,6 +148,8 @@ class Device(models.Model):
                 name="device_unique_external_id_unsourced",
             ),
         ]
+        # Gateways name a device by its id alone (no source): the ingest looks devices up by it.
+        indexes = [models.Index(fields=["external_id"], name="device_external_id_idx")]
 
     def __str__(self) -> str:
         return self.name or self.external_id

@@ -238,6 +238,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "audit.checkpoint",
         "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
     },
+    "audit-rollup-usage": {"task": "audit.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
     "connectors-sweep-revoking": {"task": "connectors.sweep_revoking", "schedule": timedelta(minutes=5)},
     "connectors-expire-stale-grants": {
@@ -280,6 +281,9 @@ LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", d
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
+# Seconds after an ingested batch before a worker moves grants' and devices' usage times forward
+# from it (one roll-up at a time; beat also runs one every minute).
+LANYARD_USAGE_ROLLUP_SECONDS = env.int("LANYARD_USAGE_ROLLUP_SECONDS", default=5)
 
 # The cache backs rate limits (ingest keys, allauth); web processes must share it, so the default
 # is a file cache under var/ rather than per-process memory. Production: CACHE_URL=redis://...
