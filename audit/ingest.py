@@ -329,8 +329,14 @@ class Seen:
 
 
 def _identities(
-    events: list[Event], sources: dict[str, IdentitySource], now: dt.datetime, result: IngestResult
+    events: list[Event],
+    sources: dict[str, IdentitySource],
+    now: dt.datetime,
+    result: IngestResult,
+    *,
+    create: bool,
 ) -> dict[int, Who]:
+    """Return each event's identity; ``create`` makes the unknown ones, else they are left out."""
     emails = {e.email for e in events if e.email} | {e.email.lower() for e in events if e.email}
     pairs = {(sources[e.actor_source].pk, e.actor_external_id) for e in events if not e.email}
     unsourced = {_unsourced_identity_key(e) for e in events}
@@ -367,6 +373,8 @@ def _identities(
             _unsourced_identity_key(e)
         )
 
+    if not create:
+        return {e.index: who for e in events if (who := find(e)) is not None}
     new: dict[str, Identity] = {}
     for e in events:
         if find(e) is None and _unsourced_identity_key(e) not in new:
@@ -387,8 +395,9 @@ def _identities(
 
 
 def _devices(
-    events: list[Event], identities: dict[int, Who], now: dt.datetime, result: IngestResult
+    events: list[Event], identities: dict[int, Who], now: dt.datetime, result: IngestResult, *, create: bool
 ) -> dict[int, Seen]:
+    """Return each event's device; ``create`` makes the unknown ones (``identities`` own them)."""
     ids = {e.device_id for e in events if e.device_id}
     if not ids:
         return {}
@@ -400,6 +409,8 @@ def _devices(
     )
     for pk, external_id, unverified in rows:
         found.setdefault(external_id, Seen(pk, unverified))
+    if not create:
+        return {e.index: found[e.device_id] for e in events if e.device_id in found}
     new: dict[str, Device] = {}
     for e in events:
         if e.device_id and e.device_id not in found and e.device_id not in new:
@@ -435,7 +446,10 @@ def _connectors(
     now: dt.datetime,
     key: IngestKey,
     discovered: list[dict[str, Any]],
+    *,
+    create: bool,
 ) -> tuple[dict[int, Connector], dict[int, IdentitySource]]:
+    """Return each event's connector and source; ``create`` discovers the unknown ones."""
     pairs = {(sources[e.connector_source].pk, e.client_id) for e in events if e.client_id}
     urls = {e.mcp_server_url for e in events if e.mcp_server_url}
     by_pair: dict[tuple[int, str], Connector] = {}
@@ -453,6 +467,12 @@ def _connectors(
     def pair(e: Event) -> tuple[int, str]:
         return (sources[e.connector_source].pk, e.client_id)
 
+    event_sources = {e.index: sources[e.connector_source] for e in events if e.client_id}
+    if not create:
+        found = {
+            e.index: by_pair.get(pair(e)) if e.client_id else by_url.get(e.mcp_server_url) for e in events
+        }
+        return {index: c for index, c in found.items() if c is not None}, event_sources
     new_connectors: dict[Any, tuple[Connector, IdentitySource | None]] = {}
     new_apps: list[ConnectorApp] = []
     for e in events:
@@ -508,7 +528,6 @@ def _connectors(
                 }
             )
     connectors = {e.index: by_pair[pair(e)] if e.client_id else by_url[e.mcp_server_url] for e in events}
-    event_sources = {e.index: sources[e.connector_source] for e in events if e.client_id}
     return connectors, event_sources
 
 
@@ -536,12 +555,63 @@ def _grants(
 # ------------------------------------------------------------------------------------ the service
 
 
+@dataclass(slots=True)
+class Resolved:
+    """What a batch's events name in the register, by event index (grants by identity and connector)."""
+
+    identities: dict[int, Who]
+    devices: dict[int, Seen]
+    connectors: dict[int, Connector]
+    sources: dict[int, IdentitySource]
+    grants: dict[tuple[int, int], int]
+
+    def update(self, other: Resolved) -> None:
+        self.identities.update(other.identities)
+        self.devices.update(other.devices)
+        self.connectors.update(other.connectors)
+        self.sources.update(other.sources)
+        self.grants.update(other.grants)
+
+    def incomplete(self, events: list[Event]) -> list[Event]:
+        """Return the events naming something not found."""
+        return [
+            e
+            for e in events
+            if e.index not in self.identities
+            or e.index not in self.connectors
+            or (e.device_id and e.index not in self.devices)
+        ]
+
+
+def _resolve(
+    events: list[Event],
+    sources: dict[str, IdentitySource],
+    now: dt.datetime,
+    key: IngestKey,
+    result: IngestResult,
+    discovered: list[dict[str, Any]],
+    *,
+    create: bool,
+) -> Resolved:
+    identities = _identities(events, sources, now, result, create=create)
+    devices = _devices(events, identities, now, result, create=create)
+    connectors, event_sources = _connectors(events, sources, now, key, discovered, create=create)
+    known = [e for e in events if e.index in identities and e.index in connectors]
+    grants = _grants(known, identities, connectors) if known else {}
+    return Resolved(identities, devices, connectors, event_sources, grants)
+
+
 def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
     """Resolve a validated batch and record it in the chain in one transaction; return the counts."""
     result = IngestResult(received=len(events))
     now = timezone.now()
+    sources = _sources(events)
+    _check_sources(events, sources)
+    discovered: list[dict[str, Any]] = []
+    # Look up what the batch names before taking the chain head: these reads are most of a
+    # batch's database work, and meanwhile other web workers can record their batches.
+    resolved = _resolve(events, sources, now, key, result, discovered, create=False)
     with transaction.atomic():
-        # The head lock first: concurrent batches then cannot both discover the same connector.
         head = lock_head()
         external = {f"{key.prefix}:{e.id}": e for e in events}
         existing = external_ids_recorded(external)
@@ -549,14 +619,15 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
         result.duplicates = len(events) - len(fresh)
         if not fresh:
             return result
-        sources = _sources(fresh)
-        _check_sources(fresh, sources)
-        identities = _identities(fresh, sources, now, result)
-        devices = _devices(fresh, identities, now, result)
-        discovered: list[dict[str, Any]] = []
-        connectors, event_sources = _connectors(fresh, sources, now, key, discovered)
+        # What was not found is looked up again under the head lock (a concurrent batch may have
+        # just created it) and created if still unknown, so two batches never create the same
+        # person, device or connector twice.
+        missing = resolved.incomplete(fresh)
+        if missing:
+            resolved.update(_resolve(missing, sources, now, key, result, discovered, create=True))
         result.discovered_connectors = len(discovered)
-        grants = _grants(fresh, identities, connectors)
+        identities, devices, connectors = resolved.identities, resolved.devices, resolved.connectors
+        grants, event_sources = resolved.grants, resolved.sources
 
         # Connector discoveries first. The activity rows are built on a template of every column
         # rather than through event_values' keyword normalisation: that is a third of the batch.
