@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import math
 from pathlib import Path
@@ -95,12 +94,10 @@ def events(request: HttpRequest) -> HttpResponse:
     if len(body) > max_bytes:
         return _error(413, f"Request body over {max_bytes} bytes.")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "Malformed JSON.")
-    try:
-        batch = ingest.validate(payload, max_events=settings.LANYARD_INGEST_MAX_EVENTS)
+        batch = ingest.decode(body, max_events=settings.LANYARD_INGEST_MAX_EVENTS)
         result = ingest.events_ingest(key=key, events=batch)
+    except ingest.MalformedJSON:
+        return _error(400, "Malformed JSON.")
     except ingest.IngestRejected as exc:
         return _error(400, "Invalid events; nothing was recorded.", errors=exc.errors)
     except ingest.BatchTooLarge as exc:

@@ -1,4 +1,4 @@
-"""AI activity ingest: validate a gateway's batch, resolve it to the register, record it in the chain.
+"""Resolving a validated batch to the register and recording it in the chain.
 
 A batch is all-or-nothing: every event is validated (and its identity source looked up) before
 anything is written. Each event is then resolved in bulk, a fixed number of queries per batch:
@@ -19,71 +19,25 @@ new key starts a new id space.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_email
 from django.db import connections, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource
 
-from .chain import lock_head, normalise_ip
-from .models import AuditEvent, IngestKey
-from .services import event_template, event_values, external_ids_recorded, record_prepared
-from .usage import schedule_rollup
-
-MAX_ERRORS = 100
-_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-_validate_url = URLValidator(schemes=["http", "https"])
-OUTCOMES = set(AuditEvent.Outcome.values)
+from ..chain import lock_head
+from ..models import IngestKey
+from ..services import event_template, event_values, external_ids_recorded, record_prepared
+from ..usage import schedule_rollup
+from .validation import ErrorList, Event, IngestRejected
 
 logger = logging.getLogger(__name__)
-
-
-class BatchTooLarge(Exception):
-    """More events in one request than LANYARD_INGEST_MAX_EVENTS."""
-
-
-class IngestRejected(Exception):
-    """The batch is invalid; nothing was written."""
-
-    def __init__(self, errors: list[dict[str, Any]]):
-        super().__init__(f"{len(errors)} invalid field(s)")
-        self.errors = errors
-
-
-@dataclass(slots=True)
-class Event:
-    """One validated event, still unresolved."""
-
-    index: int
-    id: str
-    time: dt.datetime
-    action: str
-    outcome: str
-    email: str = ""
-    actor_source: str = ""
-    actor_external_id: str = ""
-    actor_name: str = ""
-    device_id: str = ""
-    device: dict[str, Any] = field(default_factory=dict)
-    connector_source: str = ""
-    client_id: str = ""
-    mcp_server_url: str = ""
-    connector_name: str = ""
-    resource: str = ""
-    ip: str | None = None
-    user_agent: str = ""
 
 
 @dataclass(slots=True)
@@ -104,171 +58,6 @@ class IngestResult:
             "unverified_devices": self.unverified_devices,
             "discovered_connectors": self.discovered_connectors,
         }
-
-
-# ------------------------------------------------------------------------------------ validation
-
-
-@functools.lru_cache(maxsize=65536)  # the same people post again and again
-def _email_ok(value: str) -> bool:
-    try:
-        validate_email(value)
-    except ValidationError:
-        return False
-    return True
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def add(self, index: int, field_: str, message: str) -> None:
-        if len(self.items) < MAX_ERRORS:
-            self.items.append({"index": index, "field": field_, "message": message})
-
-
-def _string(
-    obj: Mapping, key: str, errors: _Errors, i: int, path: str, *, required=False, max_length=254
-) -> str:
-    value = obj.get(key)
-    # The common case first, in one test: plain ASCII text within the limit.
-    if type(value) is str and value and len(value) <= max_length and value.isascii() and "\x00" not in value:
-        return value
-    if value is None or value == "":
-        if required:
-            errors.add(i, path, "This field is required.")
-        return ""
-    if not isinstance(value, str):
-        errors.add(i, path, "Must be a string.")
-        return ""
-    if len(value) > max_length:
-        errors.add(i, path, f"At most {max_length} characters.")
-        return ""
-    if "\x00" in value:
-        errors.add(i, path, "Must not contain NUL characters.")
-        return ""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: no database stores it
-            errors.add(i, path, "Must be valid Unicode text.")
-            return ""
-    return value
-
-
-def _object(event: Mapping, key: str, errors: _Errors, i: int, *, required: bool) -> Mapping | None:
-    value = event.get(key)
-    if value is None:
-        if required:
-            errors.add(i, key, "This field is required.")
-        return None
-    if not isinstance(value, Mapping):
-        errors.add(i, key, "Must be an object.")
-        return None
-    return value
-
-
-def _validate_one(i: int, raw: Any, errors: _Errors) -> Event | None:
-    if not isinstance(raw, Mapping):
-        errors.add(i, "", "Each event must be an object.")
-        return None
-    before = len(errors.items)
-    event_id = _string(raw, "id", errors, i, "id", required=True, max_length=128)
-    when = None
-    time_raw = _string(raw, "time", errors, i, "time", required=True, max_length=64)
-    if time_raw:
-        try:
-            when = parse_datetime(time_raw)
-        except ValueError:
-            when = None
-        if when is None or when.tzinfo is None:
-            errors.add(i, "time", "An RFC 3339 date-time with a time zone, e.g. 2026-11-29T10:00:00Z.")
-    action = _string(raw, "action", errors, i, "action", required=True, max_length=61)
-    if action and not _ACTION.match(action):
-        errors.add(i, "action", "Lower-case words separated by dots, e.g. tool_call or file.read.")
-    outcome = _string(raw, "outcome", errors, i, "outcome", max_length=16) or "success"
-    if outcome not in OUTCOMES:
-        errors.add(i, "outcome", f"One of: {', '.join(sorted(OUTCOMES))}.")
-
-    event = Event(index=i, id=event_id, time=when or timezone.now(), action=action, outcome=outcome)
-
-    actor = _object(raw, "actor", errors, i, required=True)
-    if actor is not None:
-        event.email = _string(actor, "email", errors, i, "actor.email")
-        event.actor_source = _string(actor, "source", errors, i, "actor.source", max_length=100)
-        event.actor_external_id = _string(
-            actor, "external_id", errors, i, "actor.external_id", max_length=200
-        )
-        event.actor_name = _string(actor, "name", errors, i, "actor.name", max_length=200)
-        if event.email:
-            if not _email_ok(event.email):
-                errors.add(i, "actor.email", "Enter a valid email address.")
-        elif not (event.actor_source and event.actor_external_id):
-            errors.add(i, "actor", "Give either email, or source and external_id.")
-
-    device = _object(raw, "device", errors, i, required=False)
-    if device is not None:
-        event.device_id = _string(device, "id", errors, i, "device.id", required=True, max_length=200)
-        managed = device.get("managed", False)
-        if not isinstance(managed, bool):
-            errors.add(i, "device.managed", "Must be true or false.")
-        event.device = {
-            "name": _string(device, "name", errors, i, "device.name", max_length=200),
-            "platform": _string(device, "platform", errors, i, "device.platform", max_length=50),
-            "managed": managed is True,
-        }
-
-    connector = _object(raw, "connector", errors, i, required=True)
-    if connector is not None:
-        event.connector_source = _string(connector, "source", errors, i, "connector.source", max_length=100)
-        event.client_id = _string(connector, "client_id", errors, i, "connector.client_id", max_length=255)
-        event.mcp_server_url = _string(
-            connector, "mcp_server_url", errors, i, "connector.mcp_server_url", max_length=500
-        )
-        event.connector_name = _string(connector, "name", errors, i, "connector.name", max_length=200)
-        if event.mcp_server_url:
-            try:
-                _validate_url(event.mcp_server_url)
-            except ValidationError:
-                errors.add(i, "connector.mcp_server_url", "Enter a valid http(s) URL.")
-        elif not (event.connector_source and event.client_id):
-            errors.add(i, "connector", "Give either source and client_id, or mcp_server_url.")
-
-    event.resource = _string(raw, "resource", errors, i, "resource", max_length=1000)
-    event.user_agent = _string(raw, "user_agent", errors, i, "user_agent", max_length=500)
-    ip = _string(raw, "ip", errors, i, "ip", max_length=64)
-    if ip:
-        try:
-            event.ip = normalise_ip(ip)
-        except ValueError:
-            errors.add(i, "ip", "Enter a valid IPv4 or IPv6 address.")
-    return event if len(errors.items) == before else None
-
-
-def validate(payload: Any, *, max_events: int) -> list[Event]:
-    """Return the batch's events, or raise IngestRejected listing every bad field by index."""
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("events"), list):
-        raise IngestRejected([{"index": None, "field": "events", "message": 'Send {"events": [...]}.'}])
-    raw_events = payload["events"]
-    if not raw_events:
-        raise IngestRejected([{"index": None, "field": "events", "message": "At least one event."}])
-    if len(raw_events) > max_events:
-        raise BatchTooLarge(f"At most {max_events} events per request.")
-    errors = _Errors()
-    events: list[Event] = []
-    seen_ids: dict[str, int] = {}
-    for i, raw in enumerate(raw_events):
-        event = _validate_one(i, raw, errors)
-        if event is None:
-            continue
-        if event.id in seen_ids:
-            errors.add(i, "id", f"Repeats the id of event {seen_ids[event.id]}.")
-            continue
-        seen_ids[event.id] = i
-        events.append(event)
-    if errors.items:
-        raise IngestRejected(errors.items)
-    return events
 
 
 # ------------------------------------------------------------------------------------ resolution
@@ -294,7 +83,7 @@ def _sources(events: list[Event]) -> dict[str, IdentitySource]:
 
 
 def _check_sources(events: list[Event], sources: dict[str, IdentitySource]) -> None:
-    errors = _Errors()
+    errors = ErrorList()
     for e in events:
         for path, name in (("actor.source", e.actor_source), ("connector.source", e.connector_source)):
             if name and name not in sources:

@@ -1,0 +1,15 @@
+"""AI activity ingest: a gateway's batch validated, resolved to the register and recorded in the chain."""
+
+from .service import IngestResult, events_ingest
+from .validation import BatchTooLarge, Event, IngestRejected, MalformedJSON, decode, validate
+
+__all__ = [
+    "BatchTooLarge",
+    "Event",
+    "IngestRejected",
+    "IngestResult",
+    "MalformedJSON",
+    "decode",
+    "events_ingest",
+    "validate",
+]
