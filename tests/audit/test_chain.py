@@ -181,3 +181,35 @@ def test_concurrent_writers_keep_the_chain_contiguous_on_postgresql():
     result = verify()
     assert result.ok, result.problems
     assert result.events == total
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"event_id": "evt-1", "resource": "drive:file/1"},
+        {"z": [1, 2.5, None, True], "a": {"nested": 'é😀 \u2028 " \\ \n'}, "m": ""},
+        {"flags": ["no_grant"], "actor_as_given": {"email": "Emma@Example.com"}},
+    ],
+)
+def test_the_spliced_hash_is_the_canonical_hash(data):
+    from audit.chain import dumps, event_hash_encoded
+    from audit.services import event_values
+
+    values = event_values(
+        "ai.tool_call",
+        actor_label="emma@example.com",
+        connector=3,
+        grant=9,
+        device=7,
+        ip="2001:db8::1",
+        user_agent="gw/1.0 ☃",
+        external_id="key:evt-1",
+        occurred_at=dt.datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=dt.UTC),
+        data=data,
+    )
+    values.update(sequence=42, prev_hash="ab" * 32)
+
+    assert event_hash_encoded(values, dumps(values["data"])) == event_hash(
+        [values[name] for name in HASHED_FIELDS]
+    )
