@@ -196,3 +196,52 @@ def test_a_second_roll_up_skips_while_one_holds_the_mark(iam):
         release.set()
         thread.join(10)
     assert usage_rollup().grants == 1
+
+
+@pytest.mark.services
+def test_a_real_worker_rolls_usage_up_after_an_ingested_batch(transactional_db, client, iam, settings):
+    import json
+    import time
+
+    from celery.contrib.testing.worker import start_worker
+
+    from governance.celery import app
+    from tests.factories import ConnectorAppFactory, IdentityFactory, IdentitySourceFactory
+
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "the services pass runs on Redis"
+    settings.LANYARD_USAGE_ROLLUP_SECONDS = 1
+    cache.delete(usage.SCHEDULED_KEY)
+    google = IdentitySourceFactory(name="Acme Google", kind="google_workspace")
+    identity = IdentityFactory(source=google, email="emma@example.com")
+    app_ = ConnectorAppFactory(source=google, client_id="notes.apps.googleusercontent.com")
+    grant = GrantFactory(connector=app_.connector, source=google, identity=identity, last_used_at=None)
+    _, raw = ingest_key_create(name="gateway", actor=iam)
+    event = {
+        "id": "evt-worker-1",
+        "time": "2026-11-29T10:15:00Z",
+        "actor": {"email": "emma@example.com"},
+        "connector": {"source": "Acme Google", "client_id": "notes.apps.googleusercontent.com"},
+        "action": "tool_call",
+    }
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+        ):
+            response = client.post(
+                "/api/v1/events",
+                json.dumps({"events": [event]}),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {raw}",
+            )
+            assert response.status_code == 200, response.content
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                grant.refresh_from_db()
+                if grant.last_used_at is not None:
+                    break
+                time.sleep(0.2)
+    finally:
+        app.conf.task_always_eager = True
+    assert grant.last_used_at == datetime(2026, 11, 29, 10, 15, tzinfo=UTC)
+    assert UsageRollup.objects.get().sequence > 0
