@@ -37,5 +37,15 @@ def test_seed_demo_builds_a_realistic_organisation_and_is_idempotent():
     assert AttestationCampaign.objects.filter(status=AttestationCampaign.Status.RUNNING).count() == 1
     assert len(mail.outbox) >= 1  # one email per reviewing manager, and the request emails
 
+    # A week of gateway activity, through the ingest service: grants used, a shadow MCP server
+    # discovered, a contractor no IdP knows kept and flagged, usage times rolled up on commit.
+    activity = AuditEvent.objects.filter(action__startswith="ai.", ingest_key__name="Demo AI gateway")
+    assert activity.count() > 400
+    assert activity.filter(grant__isnull=False).count() > 300
+    mcp = Connector.objects.get(mcp_server_url="https://mcp.notes-ai.example/sse")
+    assert mcp.status == Connector.Status.DISCOVERED
+    assert Identity.objects.get(email="contractor@partner.example").unverified
+    assert Grant.objects.filter(last_used_at__isnull=False).count() > 100
+
     call_command("seed_demo", identities=120, verbosity=0)
     assert _counts() == first

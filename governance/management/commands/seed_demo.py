@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 
@@ -16,6 +17,16 @@ from governance.models import User
 
 DEMO_PASSWORD = "lanyard-demo-2026"  # noqa: S105 - printed for the local demo only
 DEMO_DOMAIN = "lanyard.demo"
+GATEWAY = "Demo AI gateway"
+MCP_URL = "https://mcp.notes-ai.example/sse"  # an MCP server nobody registered: discovered as shadow
+ACTIONS = ["chat.completion", "tool_call", "file.read", "file.search", "mail.draft"]
+RESOURCES = [
+    "drive:file/roadmap.docx",
+    "mail:inbox",
+    "repo:lanyard/main",
+    "crm:account/4411",
+    "calendar:week",
+]
 SEED_SOURCE = "Demo directory"
 DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "People", "Product"]
 FIRST = "Ada Ben Cleo Dev Eli Fay Gus Hana Ivo Jun Kai Lea Mo Nia Oli Pia Quin Rae Sam Tao Uma Vic Wes Zoe"
@@ -149,7 +160,10 @@ class Command(BaseCommand):
             self._sync_sources()
         with transaction.atomic():
             users = self._users()
-            simulated = Identity.objects.exclude(source__name=SEED_SOURCE).exists()
+            # Identities from a source other than the seed's: the simulator synced (unsourced ones are
+            # people only a gateway has seen).
+            sourced = Identity.objects.filter(source__isnull=False)
+            simulated = sourced.exclude(source__name=SEED_SOURCE).exists()
             if not simulated:
                 self._organisation(rng, identities)
             self._link_users(users)
@@ -158,6 +172,7 @@ class Command(BaseCommand):
                 self._revoke_one_shadow(users)
             self._owners(users)
             self._workflow_and_campaign(users)
+            self._gateway_activity(rng, users)
         for role, user in users.items():
             self.stdout.write(f"  {role:<9} {user.email:<28} password: {DEMO_PASSWORD}")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
@@ -394,4 +409,65 @@ class Command(BaseCommand):
         campaign = demo_campaign(actor=users["iam"])
         self.stdout.write(
             f"  attestation campaign '{campaign.name}' running until {campaign.deadline:%Y-%m-%d}"
+        )
+
+    def _gateway_activity(self, rng: random.Random, users: dict[str, User]) -> None:
+        """A week of AI activity from a demo gateway, through the ingest service like a real one.
+
+        Mostly people using the grants they hold, from their laptops; also an MCP server nobody
+        registered (discovered as shadow) and a contractor unknown to every source (flagged).
+        """
+        from audit.ingest import decode, events_ingest
+        from audit.models import IngestKey
+
+        if IngestKey.objects.filter(name=GATEWAY).exists():
+            return
+        key, _ = audit.ingest_key_create(name=GATEWAY, actor=users["iam"])
+        grants = list(
+            Grant.objects.filter(status=Grant.Status.ACTIVE, identity__isnull=False, source__isnull=False)
+            .select_related("identity", "source", "device", "connector")
+            .order_by("pk")[:400]
+        )
+        apps = {
+            (a.connector_id, a.source_id): a.client_id
+            for a in ConnectorApp.objects.filter(connector__in={g.connector_id for g in grants})
+        }
+        now = timezone.now()
+        events = []
+        for n in range(600):
+            at = (now - timedelta(minutes=rng.randint(1, 7 * 24 * 60))).isoformat()
+            event = {"id": f"demo-{n}", "time": at, "action": rng.choice(ACTIONS), "outcome": "success"}
+            grant = rng.choice(grants) if grants and n % 20 else None
+            client_id = apps.get((grant.connector_id, grant.source_id)) if grant else None
+            if grant is not None and client_id:
+                event["actor"] = {"email": grant.identity.email}
+                event["connector"] = {"source": grant.source.name, "client_id": client_id}
+                if grant.device is not None:
+                    device = grant.device
+                    event["device"] = {
+                        "id": device.external_id,
+                        "name": device.name,
+                        "managed": device.managed,
+                    }
+                event["resource"] = rng.choice(RESOURCES)
+            elif n % 40 == 0:
+                event["actor"] = {
+                    "email": "contractor@partner.example",
+                    "name": "Contractor (not in any IdP)",
+                }
+                event["device"] = {"id": "BYOD-7731", "name": "Personal laptop", "platform": "Windows"}
+                event["connector"] = {
+                    "mcp_server_url": "https://mcp.notes-ai.example/sse",
+                    "name": "Notes AI MCP",
+                }
+            else:
+                continue
+            events.append(event)
+        for start in range(0, len(events), 200):
+            body = json.dumps({"events": events[start : start + 200]}).encode()
+            result = events_ingest(key=key, events=decode(body, max_events=200))
+            if result.accepted == 0 and result.duplicates == 0:
+                break
+        self.stdout.write(
+            f"  gateway '{GATEWAY}' posted {len(events)} AI activity events; usage times follow in the worker"
         )
