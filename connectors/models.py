@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from . import crypto
@@ -114,7 +115,11 @@ class Identity(models.Model):
                 name="identity_unique_external_id_unsourced",
             ),
         ]
-        indexes = [models.Index(fields=["status"], name="identity_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="identity_status_idx"),
+            # IdPs keep the case people typed (Emma.Jones@Acme.com); gateways send what they saw.
+            models.Index(Lower("email"), name="identity_email_lower_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from django.db import connections, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource
@@ -126,7 +127,8 @@ def _identities(
     create: bool,
 ) -> dict[int, Who]:
     """Return each event's identity; ``create`` makes the unknown ones, else they are left out."""
-    emails = {e.email for e in events if e.email} | {e.email.lower() for e in events if e.email}
+    lowered = {e.email.lower() for e in events if e.email}
+    emails = lowered | {e.email for e in events if e.email}
     pairs = {(sources[e.actor_source].pk, e.actor_external_id) for e in events if not e.email}
     unsourced = {_unsourced_identity_key(e) for e in events}
     # One statement, but a UNION rather than an OR, so each part uses its own index (an OR across
@@ -154,6 +156,18 @@ def _identities(
             by_key.setdefault(external_id, who)
         by_email.setdefault(email.lower(), who)
         by_pair.setdefault((source_id, external_id), who)
+    # An IdP may keep the case people typed (Emma.Jones@Acme.com) where a gateway sends another:
+    # what the exact match missed is looked up once more, case-insensitively, through the
+    # lower(email) index. A batch of known people skips this query.
+    unmatched = {email for email in lowered if email not in by_email}
+    if unmatched:
+        rest = (
+            identities.alias(email_lower=Lower("email"))
+            .filter(email_lower__in=unmatched)
+            .values_list(*columns)
+        )
+        for pk, _, _, email, unverified, _ in sorted(rest, key=lambda r: (r[4], r[5], r[0])):
+            by_email.setdefault(email.lower(), Who(pk, email, unverified))
 
     def find(e: Event) -> Who | None:
         if e.email:

@@ -277,6 +277,27 @@ def test_an_unknown_person_and_device_are_kept_and_flagged(client, gateway, know
     assert AuditEvent.objects.filter(actor_identity=stranger).count() == 3
 
 
+def test_a_person_is_found_whatever_the_case_of_their_email(client, gateway, google):
+    emma = IdentityFactory(source=google, email="Emma.Jones@Acme.example", external_id="g-emma-j")
+    ConnectorAppFactory(source=google, client_id="notes.apps.googleusercontent.com")
+
+    response = post(
+        client,
+        gateway[1],
+        {
+            "events": [
+                event(1, actor={"email": "emma.jones@acme.example"}, device=None),
+                event(2, actor={"email": "EMMA.JONES@ACME.EXAMPLE"}, device=None),
+            ]
+        },
+    )
+
+    assert response.json()["unverified_identities"] == 0
+    assert set(AuditEvent.objects.filter(action="ai.tool_call").values_list("actor_identity", flat=True)) == {
+        emma.pk
+    }
+
+
 def test_an_action_is_recorded_under_ai(client, gateway, known):
     post(client, gateway[1], {"events": [event(1, action="file.read"), event(2, action="ai.prompt")]})
 
