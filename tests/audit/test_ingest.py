@@ -327,9 +327,9 @@ def test_ingest_runs_a_constant_number_of_queries_for_1_and_50_events(
         }
 
     post(client, gateway[1], batch([0], "warm"))  # the chain head row exists from here on
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(12):
         assert post(client, gateway[1], batch([1], "one")).json()["accepted"] == 1
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(12):
         assert post(client, gateway[1], batch(range(50), "fifty")).json()["accepted"] == 50
 
 
@@ -446,6 +446,22 @@ def test_the_rate_limit_is_per_key(client, iam, known, clock):
     assert post(client, slow, {"events": [event(1)]}).status_code == 200
     assert post(client, slow, {"events": [event(2)]}).status_code == 429
     assert post(client, other, {"events": [event(3)]}).status_code == 200
+
+
+def test_a_keys_last_use_is_kept_to_the_minute(client, iam, known, clock):
+    key, raw = ingest_key_create(name="gw", actor=iam, rate_limit_per_minute=100)
+
+    post(client, raw, {"events": [event(1)]})
+    key.refresh_from_db()
+    first = key.last_used_at
+    clock["now"] += dt.timedelta(seconds=30)
+    post(client, raw, {"events": [event(2)]})
+    key.refresh_from_db()
+    assert key.last_used_at == first  # no write for every batch
+    clock["now"] += dt.timedelta(seconds=31)
+    post(client, raw, {"events": [event(3)]})
+    key.refresh_from_db()
+    assert key.last_used_at == first + dt.timedelta(seconds=61)
 
 
 def test_grant_last_used_only_moves_forward(client, gateway, known):
