@@ -11,7 +11,6 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
 FIELDS = ["actor_identity", "actor_user", "connector", "device", "grant", "ingest_key", "source"]
 
 
@@ -37,6 +36,22 @@ def create_indexes(apps, schema_editor):
         )
 
 
+def _unindexed(name, to, related_name="+"):
+    return migrations.AlterField(
+        model_name="auditevent",
+        name=name,
+        field=models.ForeignKey(
+            blank=True,
+            db_constraint=False,
+            db_index=False,
+            null=True,
+            on_delete=django.db.models.deletion.DO_NOTHING,
+            related_name=related_name,
+            to=to,
+        ),
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("audit", "0006_covering_activity_indexes"),
@@ -47,97 +62,13 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             state_operations=[
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="actor_identity",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="audit_events",
-                        to="connectors.identity",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="actor_user",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="connector",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="audit_events",
-                        to="connectors.connector",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="device",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="audit_events",
-                        to="connectors.device",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="grant",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="audit_events",
-                        to="connectors.grant",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="ingest_key",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="+",
-                        to="audit.ingestkey",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="auditevent",
-                    name="source",
-                    field=models.ForeignKey(
-                        blank=True,
-                        db_constraint=False,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="+",
-                        to="connectors.identitysource",
-                    ),
-                ),
+                _unindexed("actor_identity", "connectors.identity", "audit_events"),
+                _unindexed("actor_user", settings.AUTH_USER_MODEL),
+                _unindexed("connector", "connectors.connector", "audit_events"),
+                _unindexed("device", "connectors.device", "audit_events"),
+                _unindexed("grant", "connectors.grant", "audit_events"),
+                _unindexed("ingest_key", "audit.ingestkey"),
+                _unindexed("source", "connectors.identitysource"),
             ],
             database_operations=[migrations.RunPython(drop_indexes, create_indexes)],
         ),
