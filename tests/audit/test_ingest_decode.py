@@ -159,3 +159,40 @@ def test_a_good_batch_never_takes_the_slow_path(monkeypatch):
     assert events[0].device == {"name": "Emma's laptop", "platform": "macOS", "managed": True}
     assert events[2].device == {}
     assert events[2].device_id == ""
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "emma@example.com",
+        "Emma.Jones+ai@Acme.example",
+        "x@localhost",
+        "a@[192.0.2.1]",
+        "a@[IPv6:2001:db8::1]",
+        "a@[2001:db8::1]",
+        '"quoted local"@example.com',
+        "a@b",
+        "a@-b.com",
+        "a@b..com",
+        "a@.example.com",
+        "@example.com",
+        "no-at-sign",
+        "a@b@c.com",
+        "é@example.com",
+        "a@exämple.com",
+        "a" * 310 + "@example.com",
+        "a b@example.com",
+        "",
+    ],
+)
+def test_the_email_check_is_djangos(email):
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    try:
+        validate_email(email)
+        django_says = True
+    except ValidationError:
+        django_says = False
+
+    assert validation._email_ok(email) is django_says
