@@ -15,6 +15,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+import operator
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -158,6 +159,7 @@ def event_hash(values: Sequence[Any]) -> str:
 if HASHED_FIELDS[-2:] != ("data", "prev_hash"):  # pragma: no cover - a guard for whoever edits the format
     raise RuntimeError("event_hash_encoded expects data and prev_hash to close HASHED_FIELDS")
 _BEFORE_DATA = HASHED_FIELDS[:-2]
+_before_data = operator.itemgetter(*_BEFORE_DATA)
 
 
 def event_hash_encoded(values: Mapping[str, Any], data: str) -> str:
@@ -165,8 +167,7 @@ def event_hash_encoded(values: Mapping[str, Any], data: str) -> str:
 
     The same bytes as ``canonical``: ``[...fields, data, prev_hash]`` with ``data`` in place.
     """
-    row = [CHAIN_VERSION]
-    row.extend([values[name] for name in _BEFORE_DATA])
+    row = [CHAIN_VERSION, *_before_data(values)]
     row[_OCCURRED], row[_RECORDED] = _micros(row[_OCCURRED]), _micros(row[_RECORDED])
     head = "".join(_encode(row, 0))
     text = f"{head[:-1]},{data},{encode_basestring_ascii(values['prev_hash'])}]"

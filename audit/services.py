@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import secrets
 import time
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ _FIELDS = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
 _ATTNAMES = [f.attname for f in _FIELDS]
 _COLUMNS = [f.column for f in _FIELDS]
 _DATA = _ATTNAMES.index("data")
+_column_values = operator.itemgetter(*_ATTNAMES)
 
 
 def _pk(value: Any) -> Any:
@@ -163,7 +165,7 @@ def _append(events: list[dict[str, Any]], head: AuditChainHead) -> None:
             values["prev_hash"] = prev
             data = dumps(values["data"])
             values["hash"] = prev = event_hash_encoded(values, data)
-            row = [values[name] for name in _ATTNAMES]
+            row = list(_column_values(values))
             row[_DATA] = data
             copy.write_row(row)
     head.sequence, head.hash = sequence, prev
