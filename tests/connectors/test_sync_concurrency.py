@@ -14,7 +14,7 @@ from tests.connectors.conftest import make_source
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_concurrent_sync_of_the_same_source_is_refused(sim):
     source = make_source(sim, "okta")
     # Hold the first sync in its user listing long enough for the second to arrive.
