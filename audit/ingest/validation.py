@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -154,24 +154,67 @@ def _object(event: Mapping, key: str, errors: ErrorList, i: int, *, required: bo
     return value
 
 
+# The rules types cannot express, shared by both paths. Each reports a breach as (field, message):
+# the validator lists it, the fast path gives the batch up to the validator.
+Report = Callable[[str, str], None]
+
+
+def _check_time(value: str, report: Report) -> dt.datetime | None:
+    when = _time(value)
+    if when is None:
+        report("time", "An RFC 3339 date-time with a time zone, e.g. 2026-11-29T10:00:00Z.")
+    return when
+
+
+def _check_action(action: str, report: Report) -> None:
+    if action and not _ACTION.match(action):
+        report("action", "Lower-case words separated by dots, e.g. tool_call or file.read.")
+
+
+def _check_outcome(outcome: str, report: Report) -> None:
+    if outcome not in OUTCOMES:
+        report("outcome", f"One of: {', '.join(sorted(OUTCOMES))}.")
+
+
+def _check_actor(event: Event, report: Report) -> None:
+    if event.email:
+        if not _email_ok(event.email):
+            report("actor.email", "Enter a valid email address.")
+    elif not (event.actor_source and event.actor_external_id):
+        report("actor", "Give either email, or source and external_id.")
+
+
+def _check_connector(event: Event, report: Report) -> None:
+    if event.mcp_server_url:
+        if not _url_ok(event.mcp_server_url):
+            report("connector.mcp_server_url", "Enter a valid http(s) URL.")
+    elif not (event.connector_source and event.client_id):
+        report("connector", "Give either source and client_id, or mcp_server_url.")
+
+
+def _check_ip(value: str, report: Report) -> str | None:
+    try:
+        return normalise_ip(value)
+    except ValueError:
+        report("ip", "Enter a valid IPv4 or IPv6 address.")
+        return None
+
+
 def _validate_one(i: int, raw: Any, errors: ErrorList) -> Event | None:
     if not isinstance(raw, Mapping):
         errors.add(i, "", "Each event must be an object.")
         return None
     before = len(errors.items)
+    report = functools.partial(errors.add, i)
     event_id = _string(raw, "id", errors, i, "id", required=True, max_length=128)
     when = None
     time_raw = _string(raw, "time", errors, i, "time", required=True, max_length=64)
     if time_raw:
-        when = _time(time_raw)
-        if when is None:
-            errors.add(i, "time", "An RFC 3339 date-time with a time zone, e.g. 2026-11-29T10:00:00Z.")
+        when = _check_time(time_raw, report)
     action = _string(raw, "action", errors, i, "action", required=True, max_length=61)
-    if action and not _ACTION.match(action):
-        errors.add(i, "action", "Lower-case words separated by dots, e.g. tool_call or file.read.")
+    _check_action(action, report)
     outcome = _string(raw, "outcome", errors, i, "outcome", max_length=16) or "success"
-    if outcome not in OUTCOMES:
-        errors.add(i, "outcome", f"One of: {', '.join(sorted(OUTCOMES))}.")
+    _check_outcome(outcome, report)
 
     event = Event(index=i, id=event_id, time=when or timezone.now(), action=action, outcome=outcome)
 
@@ -183,11 +226,7 @@ def _validate_one(i: int, raw: Any, errors: ErrorList) -> Event | None:
             actor, "external_id", errors, i, "actor.external_id", max_length=200
         )
         event.actor_name = _string(actor, "name", errors, i, "actor.name", max_length=200)
-        if event.email:
-            if not _email_ok(event.email):
-                errors.add(i, "actor.email", "Enter a valid email address.")
-        elif not (event.actor_source and event.actor_external_id):
-            errors.add(i, "actor", "Give either email, or source and external_id.")
+        _check_actor(event, report)
 
     device = _object(raw, "device", errors, i, required=False)
     if device is not None:
@@ -209,20 +248,13 @@ def _validate_one(i: int, raw: Any, errors: ErrorList) -> Event | None:
             connector, "mcp_server_url", errors, i, "connector.mcp_server_url", max_length=500
         )
         event.connector_name = _string(connector, "name", errors, i, "connector.name", max_length=200)
-        if event.mcp_server_url:
-            if not _url_ok(event.mcp_server_url):
-                errors.add(i, "connector.mcp_server_url", "Enter a valid http(s) URL.")
-        elif not (event.connector_source and event.client_id):
-            errors.add(i, "connector", "Give either source and client_id, or mcp_server_url.")
+        _check_connector(event, report)
 
     event.resource = _string(raw, "resource", errors, i, "resource", max_length=1000)
     event.user_agent = _string(raw, "user_agent", errors, i, "user_agent", max_length=500)
     ip = _string(raw, "ip", errors, i, "ip", max_length=64)
     if ip:
-        try:
-            event.ip = normalise_ip(ip)
-        except ValueError:
-            errors.add(i, "ip", "Enter a valid IPv4 or IPv6 address.")
+        event.ip = _check_ip(ip, report)
     return event if len(errors.items) == before else None
 
 
@@ -316,45 +348,31 @@ class _Batch(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Batch)
 
 
+class _Unfit(Exception):
+    """An event breaks a rule: the field-by-field validator will say which."""
+
+
+def _unfit(field_: str, message: str) -> None:
+    raise _Unfit
+
+
 def _from_structs(structs: list[_Event]) -> list[Event] | None:
     """Apply the rules types cannot express; None at the first event that breaks one."""
     events: list[Event] = []
     seen: set[str] = set()
-    for i, s in enumerate(structs):
-        if s.id in seen:
-            return None
-        seen.add(s.id)
-        when = _time(s.time)
-        outcome = s.outcome or "success"
-        if when is None or not _ACTION.match(s.action) or outcome not in OUTCOMES:
-            return None
-        actor, connector, device = s.actor, s.connector, s.device
-        email = actor.email or ""
-        if email:
-            if not _email_ok(email):
+    try:
+        for i, s in enumerate(structs):
+            if s.id in seen:
                 return None
-        elif not (actor.source and actor.external_id):
-            return None
-        url = connector.mcp_server_url or ""
-        if url:
-            if not _url_ok(url):
-                return None
-        elif not (connector.source and connector.client_id):
-            return None
-        ip = None
-        if s.ip:
-            try:
-                ip = normalise_ip(s.ip)
-            except ValueError:
-                return None
-        events.append(
-            Event(
+            seen.add(s.id)
+            actor, connector, device = s.actor, s.connector, s.device
+            event = Event(
                 index=i,
                 id=s.id,
-                time=when,
+                time=_check_time(s.time, _unfit),
                 action=s.action,
-                outcome=outcome,
-                email=email,
+                outcome=s.outcome or "success",
+                email=actor.email or "",
                 actor_source=actor.source or "",
                 actor_external_id=actor.external_id or "",
                 actor_name=actor.name or "",
@@ -366,13 +384,19 @@ def _from_structs(structs: list[_Event]) -> list[Event] | None:
                 ),
                 connector_source=connector.source or "",
                 client_id=connector.client_id or "",
-                mcp_server_url=url,
+                mcp_server_url=connector.mcp_server_url or "",
                 connector_name=connector.name or "",
                 resource=s.resource or "",
-                ip=ip,
+                ip=_check_ip(s.ip, _unfit) if s.ip else None,
                 user_agent=s.user_agent or "",
             )
-        )
+            _check_action(event.action, _unfit)
+            _check_outcome(event.outcome, _unfit)
+            _check_actor(event, _unfit)
+            _check_connector(event, _unfit)
+            events.append(event)
+    except _Unfit:
+        return None
     return events
 
 
