@@ -7,7 +7,7 @@ import json
 import operator
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -18,9 +18,7 @@ from django.utils import timezone
 
 from .chain import (
     GENESIS_HASH,
-    HASHED_FIELDS,
     dumps,
-    event_hash,
     event_hash_encoded,
     jsonable,
     lock_head,
@@ -119,14 +117,26 @@ def event_values(
     return values
 
 
-def _chain(events: list[dict[str, Any]], head: AuditChainHead) -> None:
+def _chained(events: Iterable[dict[str, Any]], head: AuditChainHead) -> Iterator[tuple[dict[str, Any], str]]:
+    """Chain events after ``head`` one by one: each gets its sequence, previous hash and hash.
+
+    Yields each event with its ``data`` encoded (as stored and as hashed, one encoding for both);
+    once all are taken, ``head`` holds the new chain head.
+    """
     sequence, prev = head.sequence, head.hash
     for values in events:
         sequence += 1
         values["sequence"] = sequence
         values["prev_hash"] = prev
-        values["hash"] = prev = event_hash([values[name] for name in HASHED_FIELDS])
+        data = dumps(values["data"])
+        values["hash"] = prev = event_hash_encoded(values, data)
+        yield values, data
     head.sequence, head.hash = sequence, prev
+
+
+def _chain(events: list[dict[str, Any]], head: AuditChainHead) -> None:
+    for _ in _chained(events, head):
+        pass
 
 
 _COPY_TYPES: dict[str, list[str]] = {}
@@ -156,19 +166,12 @@ def _append(events: list[dict[str, Any]], head: AuditChainHead) -> None:
         return
     sql = f"COPY {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN"
     started = time.monotonic()
-    sequence, prev = head.sequence, head.hash
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         copy.set_types(_copy_types(connection))  # one dumper per column, not a lookup per value
-        for values in events:
-            sequence += 1
-            values["sequence"] = sequence
-            values["prev_hash"] = prev
-            data = dumps(values["data"])
-            values["hash"] = prev = event_hash_encoded(values, data)
+        for values, data in _chained(events, head):
             row = list(_column_values(values))
             row[_DATA] = data
             copy.write_row(row)
-    head.sequence, head.hash = sequence, prev
     if connection.queries_logged:  # COPY bypasses Django's cursor wrapper; count it like a query
         connection.queries_log.append(
             {"sql": f"{sql} -- {len(events)} rows", "time": f"{time.monotonic() - started:.3f}"}
