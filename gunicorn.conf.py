@@ -1,4 +1,4 @@
-"""gunicorn settings for production (`gunicorn -c gunicorn.conf.py governance.wsgi`)."""
+"""gunicorn settings for production (`gunicorn -c gunicorn.conf.py lanyard.wsgi`)."""
 
 import multiprocessing
 import os

@@ -68,7 +68,7 @@ def _configure(db_url: str) -> None:
     import django
     from django.conf import settings
 
-    base = importlib.import_module("governance.settings")
+    base = importlib.import_module("lanyard.settings")
     values = {k: getattr(base, k) for k in dir(base) if k.isupper()}
     values["INSTALLED_APPS"] = [*values["INSTALLED_APPS"], "auditlog"]
     values["ALLOWED_HOSTS"] = ["testserver"]
@@ -235,7 +235,7 @@ def _ingest_http(
     workers = int(env.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) * 2 + 1)
     log = open(ROOT / "var" / "bench-gunicorn.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "governance.wsgi"],
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "lanyard.wsgi"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -57,7 +57,7 @@ def _configure(db_url: str) -> None:
     import django
     from django.conf import settings
 
-    base = importlib.import_module("governance.settings")
+    base = importlib.import_module("lanyard.settings")
     values = {k: getattr(base, k) for k in dir(base) if k.isupper()}
     values["ALLOWED_HOSTS"] = ["testserver"]
     values["SECURE_SSL_REDIRECT"] = False

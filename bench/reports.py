@@ -346,7 +346,7 @@ def main() -> None:
     print(f"database {name} created")
     try:
         os.environ["DATABASE_URL"] = _db_url(args.admin_url, name)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.test_settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lanyard.test_settings")
         import django
 
         django.setup()

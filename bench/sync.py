@@ -140,7 +140,7 @@ def _env(database_url: str) -> dict[str, str]:
     )
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "governance.settings",
+        "DJANGO_SETTINGS_MODULE": "lanyard.settings",
         "DATABASE_URL": database_url,
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + os.urandom(24).hex(),

@@ -204,7 +204,7 @@ def test_a_real_worker_rolls_usage_up_after_an_ingested_batch(transactional_db, 
 
     from celery.contrib.testing.worker import start_worker
 
-    from governance.celery import app
+    from lanyard.celery import app
     from tests.factories import ConnectorAppFactory, IdentityFactory, IdentitySourceFactory
 
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "the services pass runs on Redis"

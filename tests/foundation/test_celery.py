@@ -7,8 +7,7 @@ from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings
 
-from governance.celery import app
-from governance.tasks import heartbeat
+from lanyard.celery import app, heartbeat
 
 
 def test_celery_reads_django_settings():
@@ -36,7 +35,7 @@ def test_a_real_worker_on_redis_runs_a_task(transactional_db):
     seen: list[str] = []
 
     def on_postrun(task_id=None, task=None, state=None, **kwargs):
-        if task is not None and task.name == "governance.heartbeat":
+        if task is not None and task.name == "lanyard.heartbeat":
             seen.append(state)
             done.set()
 

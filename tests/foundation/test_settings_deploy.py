@@ -40,7 +40,7 @@ def test_check_deploy_passes_with_production_values(tmp_path):
         "--deploy",
         "--fail-level",
         "WARNING",
-        DJANGO_SETTINGS_MODULE="governance.settings",
+        DJANGO_SETTINGS_MODULE="lanyard.settings",
         DEBUG="false",
         SECRET_KEY="p" + os.urandom(32).hex() + "-Q#x9!",
         ALLOWED_HOSTS="lanyard.example.com",
@@ -55,7 +55,7 @@ def test_check_deploy_passes_with_production_values(tmp_path):
 
 def test_start_up_fails_clearly_without_secret_key(tmp_path):
     result = _manage(
-        "check", DJANGO_SETTINGS_MODULE="governance.settings", DEBUG="false", LANYARD_VAR_DIR=str(tmp_path)
+        "check", DJANGO_SETTINGS_MODULE="lanyard.settings", DEBUG="false", LANYARD_VAR_DIR=str(tmp_path)
     )
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
@@ -64,7 +64,7 @@ def test_start_up_fails_clearly_without_secret_key(tmp_path):
 def test_start_up_fails_clearly_without_encryption_keys(tmp_path):
     result = _manage(
         "check",
-        DJANGO_SETTINGS_MODULE="governance.settings",
+        DJANGO_SETTINGS_MODULE="lanyard.settings",
         DEBUG="false",
         SECRET_KEY="x" * 60,
         LANYARD_VAR_DIR=str(tmp_path),

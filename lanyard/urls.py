@@ -2,7 +2,7 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from governance import views
 
 admin.site.site_header = "Lanyard administration"
 admin.site.site_title = "Lanyard"
