@@ -172,7 +172,7 @@ class IngestKey(models.Model):
 class UsageRollup(models.Model):
     """How far along the chain grants' and devices' usage times have been rolled up (one row).
 
-    Ingest only appends events; ``audit.usage`` moves ``Grant.last_used_at`` and
+    Ingest only appends events; ``activity.usage`` moves ``Grant.last_used_at`` and
     ``Device.last_seen`` forward from them afterwards and records here the last sequence it read.
     """
 

@@ -75,8 +75,6 @@ def event_values(
 
     The values are normalised as ``record_prepared`` expects them.
     """
-    from connectors.models import Identity
-
     now = now or timezone.now()
     values: dict[str, Any] = {
         "action": action,
@@ -102,7 +100,8 @@ def event_values(
     if isinstance(actor, AbstractBaseUser):
         values["actor_user_id"] = actor.pk
         label = actor.get_username()
-    elif isinstance(actor, Identity):
+    # The register's identity model, as the event's own foreign key names it (audit imports no app above).
+    elif isinstance(actor, AuditEvent._meta.get_field("actor_identity").related_model):
         values["actor_identity_id"] = actor.pk
         label = actor.email
     else:

@@ -454,7 +454,7 @@ def _run(args: argparse.Namespace) -> None:
     with connection.cursor() as cursor:  # what autovacuum would have done on a live database
         cursor.execute("VACUUM (ANALYZE)")
 
-    from audit.usage import usage_rollup
+    from activity.usage import usage_rollup
 
     usage_rollup()  # the chain so far: the mark starts at the ingest
     accepted, seconds = _ingest(args.ingest, args.batch, people, apps)

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditEvent
-from audit.usage import usage_rollup
 
 from . import signals
 from .idp.base import Adapter, GrantRef, IdpConfig
@@ -387,7 +386,7 @@ def grants_apply_expiry_policy(*, now: datetime | None = None) -> ExpirySummary:
     cutoff = now - timedelta(days=days)
     # Usage recorded by gateways reaches grants through the roll-up: bring it up to date first, so
     # a grant used a moment ago is not revoked as unused.
-    usage_rollup()
+    signals.stale_check_starting.send(sender=Grant)
     stale = grant_revoke_many(
         grants_qs=Grant.objects.filter(status=Grant.Status.ACTIVE).filter(
             Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, first_seen__lt=cutoff)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django_filters",
     "audit",
     "connectors",
+    "activity",
     "governance",
 ]
 
@@ -238,7 +239,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "audit.checkpoint",
         "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
     },
-    "audit-rollup-usage": {"task": "audit.rollup_usage", "schedule": timedelta(minutes=1)},
+    "audit-rollup-usage": {"task": "activity.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
     "connectors-sweep-revoking": {"task": "connectors.sweep_revoking", "schedule": timedelta(minutes=5)},
     "connectors-expire-stale-grants": {

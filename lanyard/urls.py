@@ -15,8 +15,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("", include("governance.portal_urls")),
     path("attest/", include("governance.attestation_urls")),
-    path("audit/", include("audit.urls")),
-    path("api/v1/", include("audit.api_urls")),
+    path("audit/", include("activity.urls")),
+    path("api/v1/", include("activity.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -417,7 +417,7 @@ class Command(BaseCommand):
         Mostly people using the grants they hold, from their laptops; also an MCP server nobody
         registered (discovered as shadow) and a contractor unknown to every source (flagged).
         """
-        from audit.ingest import decode, events_ingest
+        from activity.ingest import decode, events_ingest
         from audit.models import IngestKey
 
         if IngestKey.objects.filter(name=GATEWAY).exists():

@@ -25,9 +25,8 @@ from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
+from audit.models import AuditChainHead, AuditEvent, UsageRollup
 from connectors.models import Device, Grant
-
-from .models import AuditChainHead, AuditEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +112,8 @@ def schedule_rollup() -> None:
         except Exception:
             cache.delete(SCHEDULED_KEY)
             raise
+
+
+def on_stale_check_starting(sender, **kwargs) -> None:
+    """Roll usage forward before the expiry policy reads it: a grant used a moment ago is not unused."""
+    usage_rollup()

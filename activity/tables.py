@@ -10,11 +10,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from audit.models import AuditEvent
 from connectors.models import Connector, Device, Grant
 
-from .models import AuditEvent
-
-TEMPLATE = "audit/_table.html"
+TEMPLATE = "activity/_table.html"
 
 
 class UTCDateTimeColumn(tables.Column):

@@ -16,9 +16,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.models import IngestKey
+from audit.services import INGEST_KEY_PREFIX, hash_ingest_key
+
 from . import ingest
-from .models import IngestKey
-from .services import INGEST_KEY_PREFIX, hash_ingest_key
 
 logger = logging.getLogger(__name__)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")

@@ -13,12 +13,13 @@ from django_filters import FilterSet
 from django_tables2 import RequestConfig, Table
 from django_tables2.paginators import LazyPaginator
 
+from audit import services as audit_services
+from audit.exports import FORMATS, streaming_response
+from audit.models import AuditEvent
 from connectors.models import Connector, Identity
 
 from . import selectors
-from . import services as audit_services
 from .charts import Series, column_chart, hbar_chart
-from .exports import FORMATS, streaming_response
 from .filters import (
     ConnectorActivityFilter,
     ConnectorListFilter,
@@ -26,7 +27,6 @@ from .filters import (
     IdentityActivityFilter,
     with_default_period,
 )
-from .models import AuditEvent
 from .tables import (
     ConnectorEventTable,
     ConnectorTable,
@@ -124,7 +124,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ],
         ),
     }
-    return render(request, "audit/dashboard.html", {"data": data, "charts": charts})
+    return render(request, "activity/dashboard.html", {"data": data, "charts": charts})
 
 
 @login_required
@@ -135,7 +135,7 @@ def connectors(request: HttpRequest) -> HttpResponse:
     filterset = ConnectorListFilter(request.GET, queryset=selectors.connectors_list())
     table = ConnectorTable(filterset.qs)
     RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
-    return render(request, "audit/connectors.html", {"filter": filterset, "table": table})
+    return render(request, "activity/connectors.html", {"filter": filterset, "table": table})
 
 
 def _connector_activity(request: HttpRequest, pk: int) -> tuple[Connector, ConnectorActivityFilter]:
@@ -161,7 +161,7 @@ def connector_activity(request: HttpRequest, pk: int) -> HttpResponse:
         "is_iam": is_iam,
         "exports": _export_links(request, "audit:connector_activity_export", connector.pk),
     }
-    return render(request, "audit/connector_activity.html", context)
+    return render(request, "activity/connector_activity.html", context)
 
 
 @login_required
@@ -207,7 +207,7 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "table": _lazy_table(request, events),
         "exports": _export_links(request, "audit:identity_export", identity.pk),
     }
-    return render(request, "audit/identity.html", context)
+    return render(request, "activity/identity.html", context)
 
 
 @login_required
@@ -232,7 +232,7 @@ def events(request: HttpRequest) -> HttpResponse:
     filterset = _event_search(request)
     table = _lazy_table(request, EventTable(filterset.qs))
     context = {"filter": filterset, "table": table, "exports": _export_links(request, "audit:events_export")}
-    return render(request, "audit/events.html", context)
+    return render(request, "activity/events.html", context)
 
 
 @login_required

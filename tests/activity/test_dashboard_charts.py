@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from audit.charts import Series, column_chart, hbar_chart
+from activity.charts import Series, column_chart, hbar_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 

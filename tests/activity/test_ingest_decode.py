@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from audit import ingest
-from audit.ingest import validation
+from activity.ingest import validation
+from activity import ingest
 
 MAX = 50
 

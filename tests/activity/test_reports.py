@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from audit import selectors
+from activity import selectors
 from audit.models import AuditEvent
 from audit.services import record
 from tests.factories import ConnectorFactory, DeviceFactory, GrantFactory, IdentityFactory

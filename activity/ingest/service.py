@@ -29,11 +29,11 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from audit.chain import lock_head
+from audit.models import IngestKey
+from audit.services import event_template, event_values, external_ids_recorded, record_prepared, values_in
 from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource
 
-from ..chain import lock_head
-from ..models import IngestKey
-from ..services import event_template, event_values, external_ids_recorded, record_prepared, values_in
 from ..usage import schedule_rollup
 from .validation import ErrorList, Event, IngestRejected
 
@@ -469,6 +469,6 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
             records.append(values)
         result.accepted = record_prepared(records, head=head) - len(discovered)
         # Grants' and devices' usage times follow from these events in a roll-up shortly after
-        # the commit (audit.usage): nothing in the register is written on this path.
+        # the commit (activity.usage): nothing in the register is written on this path.
         transaction.on_commit(schedule_rollup, robust=True)
     return result

@@ -10,10 +10,10 @@ from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from audit import tasks, usage
+from activity import tasks, usage
+from activity.usage import usage_rollup
 from audit.models import UsageRollup
 from audit.services import ingest_key_create, record, record_batch
-from audit.usage import usage_rollup
 from connectors.models import Grant
 from connectors.services import grants_apply_expiry_policy
 from tests.factories import DeviceFactory, GrantFactory

@@ -23,8 +23,8 @@ from django.core.validators import URLValidator, validate_email
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..chain import normalise_ip
-from ..models import AuditEvent
+from audit.chain import normalise_ip
+from audit.models import AuditEvent
 
 MAX_ERRORS = 100
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")

@@ -14,9 +14,8 @@ from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from connectors.models import Connector, Device, Grant, Identity, Risk
-
-from .models import AuditEvent
 
 # What counts as "use" of a connector: AI gateway events and IdP-derived token/sign-in activity.
 ACTIVITY_Q = Q(action__startswith="ai.") | Q(action__startswith="token.") | Q(action="signin")

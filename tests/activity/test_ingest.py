@@ -10,10 +10,10 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from activity.usage import usage_rollup
 from audit.chain import lock_head
 from audit.models import AuditEvent, IngestKey
 from audit.services import ingest_key_create, ingest_key_revoke
-from audit.usage import usage_rollup
 from audit.verify import verify
 from connectors.models import Connector, ConnectorApp, Device, Grant, Identity
 from tests.factories import (

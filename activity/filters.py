@@ -10,9 +10,9 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from connectors.models import Connector, Device, Identity, Risk
 
-from .models import AuditEvent
 from .selectors import ACTIVITY_Q, CLOSED_STATUSES
 
 PERIODS = [
