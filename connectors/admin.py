@@ -6,7 +6,9 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Count, Q
 
+from .admin_actions import with_reason
 from .models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
+from .services import connector_revoke
 
 
 class IdentitySourceForm(forms.ModelForm):
@@ -106,36 +108,13 @@ class ConnectorAdmin(admin.ModelAdmin):
     autocomplete_fields = ["business_owner", "technical_owner"]
     readonly_fields = ["status", "risk_score", "discovered_at", "status_changed_at", "created_at"]
     inlines = [ConnectorAppInline]
-    actions = ["suspend", "resume", "revoke"]
+    actions = ["revoke"]  # governance adds suspend and resume, with the workflow services they call
 
     def has_revoke_permission(self, request) -> bool:
         return request.user.has_perm("connectors.revoke_connector")
 
-    # The workflow services live in governance (which depends on connectors), hence the local imports.
-    @admin.action(description="Suspend the selected active connectors", permissions=["revoke"])
-    def suspend(self, request, queryset) -> None:
-        from governance.admin import apply_each
-        from governance.services import connector_suspend
-
-        apply_each(
-            self, request, queryset, lambda c: connector_suspend(connector=c, actor=request.user), "suspended"
-        )
-
-    @admin.action(description="Resume the selected suspended connectors", permissions=["revoke"])
-    def resume(self, request, queryset) -> None:
-        from governance.admin import apply_each
-        from governance.services import connector_resume
-
-        apply_each(
-            self, request, queryset, lambda c: connector_resume(connector=c, actor=request.user), "resumed"
-        )
-
     @admin.action(description="Revoke everywhere (asks for a reason)", permissions=["revoke"])
     def revoke(self, request, queryset):
-        from governance.admin import with_reason
-
-        from .services import connector_revoke
-
         return with_reason(
             self,
             request,

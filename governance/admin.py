@@ -1,14 +1,15 @@
+from functools import partial
+
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from connectors.models import IllegalTransition
+from connectors import admin_actions
+from connectors.admin import ConnectorAdmin as RegisterConnectorAdmin
+from connectors.models import Connector, IllegalTransition
 
 from .attestations import AttestationError, campaign_close, campaign_launch
-from .forms import ReasonForm
 from .models import (
     Attestation,
     AttestationCampaign,
@@ -18,7 +19,7 @@ from .models import (
     OwnershipTransfer,
     User,
 )
-from .services import WorkflowError, request_decide, request_provision
+from .services import WorkflowError, connector_resume, connector_suspend, request_decide, request_provision
 from .transfers import TransferError, transfer_cancel
 
 
@@ -38,40 +39,28 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
-def apply_each(modeladmin, request, queryset, service, done: str) -> None:
-    """Call ``service(obj)`` for each selected row; report successes and each refusal with message_user."""
-    ok = 0
-    for obj in queryset:
-        try:
-            service(obj)
-        except (IllegalTransition, WorkflowError) as exc:
-            modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
-        else:
-            ok += 1
-    if ok:
-        modeladmin.message_user(request, f"{ok} {done}.", messages.SUCCESS)
+apply_each = partial(admin_actions.apply_each, refusals=(WorkflowError,))
+with_reason = partial(admin_actions.with_reason, refusals=(WorkflowError,))
+
+# The register's connector admin, with the workflow's suspend and resume beside its revoke.
+admin.site.unregister(Connector)
 
 
-def with_reason(modeladmin, request, queryset, title: str, service, done: str) -> TemplateResponse | None:
-    """Ask for a reason on an intermediate page, then apply ``service(obj, reason)`` to each selected row."""
-    if "apply" in request.POST:
-        form = ReasonForm(request.POST)
-        if form.is_valid():
-            reason = form.cleaned_data["reason"]
-            apply_each(modeladmin, request, queryset, lambda obj: service(obj, reason), done)
-            return None
-    else:
-        form = ReasonForm()
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "form": form,
-        "objects": queryset,
-        "opts": modeladmin.model._meta,
-        "action": request.POST.get("action", ""),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "portal/admin_reason.html", context)
+@admin.register(Connector)
+class ConnectorAdmin(RegisterConnectorAdmin):
+    actions = ["suspend", "resume", *RegisterConnectorAdmin.actions]
+
+    @admin.action(description="Suspend the selected active connectors", permissions=["revoke"])
+    def suspend(self, request, queryset) -> None:
+        apply_each(
+            self, request, queryset, lambda c: connector_suspend(connector=c, actor=request.user), "suspended"
+        )
+
+    @admin.action(description="Resume the selected suspended connectors", permissions=["revoke"])
+    def resume(self, request, queryset) -> None:
+        apply_each(
+            self, request, queryset, lambda c: connector_resume(connector=c, actor=request.user), "resumed"
+        )
 
 
 @admin.register(ConnectorRequest)

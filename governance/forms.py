@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from connectors.admin_actions import ReasonForm  # noqa: F401  (the portal asks for reasons too)
 from connectors.models import Connector, IdentitySource
 
 from .models import ConnectorRequest, User
@@ -146,7 +147,3 @@ class SanctionForm(forms.Form):
 
     def clean_scopes(self) -> list[str]:
         return split_scopes(self.cleaned_data.get("scopes", ""))
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 40}))
