@@ -10,7 +10,7 @@ export DJANGO_COLORS := nocolor
 .PHONY: help venv run test test-services lint format browser-deps clean bench-sync bench-audit bench-portal
 
 help:
-	@echo "make run    install everything and run Lanyard (web, worker + beat, simulated IdP) on http://127.0.0.1:8000"
+	@echo "make run    install everything and run Lanyard (web, worker + beat, simulated IdP) on http://127.0.0.1:8000 (LANYARD_WEB_PORT)"
 	@echo "make test   install everything and run the whole test suite (ruff included)"
 
 $(STAMP): pyproject.toml
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	  rm -rf $(VENV); "$$python" -m venv $(VENV); \
 	fi; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip; \
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'; \
+	$(PY) -m pip install --quiet --disable-pip-version-check '.[dev]'; \
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 venv: $(STAMP)

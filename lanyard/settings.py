@@ -200,7 +200,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 LANYARD_BASE_URL = env.str("LANYARD_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # Celery: kombu's filesystem transport under var/ by default (no server); Redis in production.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
+# A host name, though the transport ignores it: without one kombu warns on every connection.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://localhost/"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
