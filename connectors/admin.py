@@ -3,11 +3,26 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from .admin_actions import with_reason
-from .models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
+from .capabilities import capabilities_probe
+from .idp.base import IdpError
+from .models import (
+    Connector,
+    ConnectorApp,
+    Device,
+    Grant,
+    Identity,
+    IdentitySource,
+    SourceCapability,
+    SyncRun,
+)
 from .services import connector_revoke
 
 
@@ -43,9 +58,45 @@ class IdentitySourceForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+class SourceCapabilityInline(admin.TabularInline):
+    """What the source lets Lanyard read, as the last sync or Test connection found it (read-only)."""
+
+    model = SourceCapability
+    extra = 0
+    can_delete = False
+    fields = ["name", "required", "state", "endpoint", "detail", "hint", "last_checked"]
+    readonly_fields = fields
+    verbose_name = "capability"
+    verbose_name_plural = "capabilities (updated by every sync and by Test connection)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _report_probe(modeladmin, request, source: IdentitySource, results) -> None:
+    lacking = [r for r in results if r.state != SourceCapability.State.AVAILABLE]
+    if not lacking:
+        modeladmin.message_user(
+            request, f"{source}: every capability is available ({len(results)}).", messages.SUCCESS
+        )
+        return
+    for r in lacking:
+        label = SourceCapability.State(r.state).label.lower()
+        level = messages.ERROR if r.required else messages.WARNING
+        modeladmin.message_user(request, f"{source}: {r.name} — {label} ({r.endpoint}). {r.hint}", level)
+    ok = len(results) - len(lacking)
+    modeladmin.message_user(
+        request, f"{source}: {ok} of {len(results)} capabilities available.", messages.INFO
+    )
+
+
 @admin.register(IdentitySource)
 class IdentitySourceAdmin(admin.ModelAdmin):
     form = IdentitySourceForm
+    change_form_template = "admin/connectors/identitysource/change_form.html"
     list_display = [
         "name",
         "kind",
@@ -54,14 +105,58 @@ class IdentitySourceAdmin(admin.ModelAdmin):
         "sync_interval",
         "last_success_at",
         "has_credentials",
+        "capability_warnings",
     ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["last_sync_started_at", "last_success_at", "cursors", "created_at"]
+    inlines = [SourceCapabilityInline]
+    actions = ["test_connection"]
+
+    def get_queryset(self, request):
+        missing = ~Q(capabilities__state=SourceCapability.State.AVAILABLE)
+        return super().get_queryset(request).annotate(_warnings=Count("capabilities", filter=missing))
 
     @admin.display(boolean=True, description="credentials")
     def has_credentials(self, obj: IdentitySource) -> bool:
         return obj.has_credentials
+
+    @admin.display(ordering="_warnings", description="capabilities missing")
+    def capability_warnings(self, obj: IdentitySource) -> int:
+        return getattr(obj, "_warnings", 0)
+
+    def has_test_connection_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_identitysource")
+
+    def _probe(self, request, source: IdentitySource) -> None:
+        try:
+            results = capabilities_probe(source=source, actor=request.user)
+        except IdpError as exc:  # pragma: no cover - the probe classifies adapter errors itself
+            self.message_user(request, f"{source}: {exc}", messages.ERROR)
+            return
+        _report_probe(self, request, source, results)
+
+    @admin.action(
+        description="Test connection (probe each capability; writes no register data)",
+        permissions=["test_connection"],
+    )
+    def test_connection(self, request, queryset) -> None:
+        for source in queryset:
+            self._probe(request, source)
+
+    def get_urls(self):
+        view = require_POST(self.admin_site.admin_view(self.test_connection_view))
+        return [
+            path("<int:pk>/test-connection/", view, name="connectors_identitysource_test_connection"),
+            *super().get_urls(),
+        ]
+
+    def test_connection_view(self, request, pk: int):
+        source = get_object_or_404(IdentitySource, pk=pk)
+        if not self.has_test_connection_permission(request):
+            return HttpResponseRedirect(reverse("admin:connectors_identitysource_change", args=[pk]))
+        self._probe(request, source)
+        return HttpResponseRedirect(reverse("admin:connectors_identitysource_change", args=[pk]))
 
 
 @admin.register(Identity)
@@ -168,6 +263,9 @@ class GrantAdmin(admin.ModelAdmin):
         "revoke_reason",
         "revoke_attempts",
         "revoke_error",
+        "revoke_next_attempt_at",
+        "held_at",
+        "hold_reason",
         "fingerprint",
         "first_seen",
         "last_seen",
@@ -188,6 +286,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "changed",
         "vanished",
         "shadow",
+        "warning_count",
     ]
     list_filter = ["outcome", "source"]
     list_select_related = ["source"]
@@ -199,3 +298,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="warnings")
+    def warning_count(self, obj: SyncRun) -> str:
+        return ", ".join(f"{w.get('capability')}: {w.get('state')}" for w in obj.warnings or []) or "—"
