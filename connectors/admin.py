@@ -75,6 +75,12 @@ class SourceCapabilityInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_view_permission(self, request, obj=None) -> bool:
+        # Part of the source's page: whoever may see the source sees what it lets Lanyard read.
+        return request.user.has_perm("connectors.view_identitysource") or request.user.has_perm(
+            "connectors.change_identitysource"
+        )
+
 
 def _report_probe(modeladmin, request, source: IdentitySource, results) -> None:
     lacking = [r for r in results if r.state != SourceCapability.State.AVAILABLE]
