@@ -8,6 +8,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from .admin_actions import with_reason
@@ -58,28 +59,31 @@ class IdentitySourceForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
-class SourceCapabilityInline(admin.TabularInline):
-    """What the source lets Lanyard read, as the last sync or Test connection found it (read-only)."""
-
-    model = SourceCapability
-    extra = 0
-    can_delete = False
-    fields = ["name", "required", "state", "endpoint", "detail", "hint", "last_checked"]
-    readonly_fields = fields
-    verbose_name = "capability"
-    verbose_name_plural = "capabilities (updated by every sync and by Test connection)"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        # Part of the source's page: whoever may see the source sees what it lets Lanyard read.
-        return request.user.has_perm("connectors.view_identitysource") or request.user.has_perm(
-            "connectors.change_identitysource"
-        )
+def _capabilities_table(source: IdentitySource) -> str:
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td><strong>{}</strong></td><td><code>{}</code></td><td>{}</td>"
+        "<td>{}</td><td>{}</td></tr>",
+        (
+            (
+                c.name,
+                "required" if c.required else "optional",
+                c.get_state_display(),
+                c.endpoint,
+                c.detail or "—",
+                c.hint or "—",
+                f"{c.last_checked:%Y-%m-%d %H:%M} UTC",
+            )
+            for c in source.capabilities.all()
+        ),
+    )
+    if not rows:
+        return "Not checked yet: run a sync or Test connection."
+    return format_html(
+        "<table><thead><tr><th>capability</th><th></th><th>state</th><th>endpoint</th><th>detail</th>"
+        "<th>how to fix</th><th>last checked</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )
 
 
 def _report_probe(modeladmin, request, source: IdentitySource, results) -> None:
@@ -115,9 +119,12 @@ class IdentitySourceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["last_sync_started_at", "last_success_at", "cursors", "created_at"]
-    inlines = [SourceCapabilityInline]
+    readonly_fields = ["capabilities", "last_sync_started_at", "last_success_at", "cursors", "created_at"]
     actions = ["test_connection"]
+
+    @admin.display(description="capabilities (updated by every sync and by Test connection)")
+    def capabilities(self, obj: IdentitySource) -> str:
+        return _capabilities_table(obj) if obj.pk else "—"
 
     def get_queryset(self, request):
         missing = ~Q(capabilities__state=SourceCapability.State.AVAILABLE)
