@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.urls import reverse
 from django.utils import timezone
 
 import simulator
@@ -234,3 +235,17 @@ def test_a_negative_suspended_days_setting_fails_the_system_check(settings):
     assert [e.id for e in offboarding.check_offboarding_settings()] == ["lanyard.E110"]
     with pytest.raises(SystemCheckError, match="LANYARD_OFFBOARD_SUSPENDED_DAYS"):
         call_command("check")
+
+
+def test_a_held_grant_shows_as_held_on_my_grants(client, employee, settings):
+    settings.LANYARD_OFFBOARD_SUSPENDED_DAYS = 7
+    identity = employee.identities.get()
+    GrantFactory(identity=identity, source=None)
+    Identity.objects.filter(pk=identity.pk).update(status=Identity.Status.SUSPENDED)
+    offboarding.offboarding_reconcile()
+    client.force_login(employee)
+
+    page = client.get(reverse("portal:my_grants"))
+
+    assert page.status_code == 200
+    assert b'badge held">held' in page.content
