@@ -265,7 +265,8 @@ class GrantAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
     ]
-    list_filter = ["status", "kind", "consent_type", "source"]
+    # "held": the person is suspended and offboarding holds the grant (see governance.offboarding).
+    list_filter = ["status", ("held_at", admin.EmptyFieldListFilter), "kind", "consent_type", "source"]
     search_fields = ["external_id", "identity__email", "connector__name"]
     list_select_related = ["connector", "identity", "source"]
     autocomplete_fields = ["connector", "identity", "device", "app"]
