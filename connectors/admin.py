@@ -3,11 +3,27 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from .admin_actions import with_reason
-from .models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
+from .capabilities import capabilities_probe
+from .idp.base import IdpError
+from .models import (
+    Connector,
+    ConnectorApp,
+    Device,
+    Grant,
+    Identity,
+    IdentitySource,
+    SourceCapability,
+    SyncRun,
+)
 from .services import connector_revoke
 
 
@@ -43,9 +59,54 @@ class IdentitySourceForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+def _capabilities_table(source: IdentitySource) -> str:
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td><strong>{}</strong></td><td><code>{}</code></td><td>{}</td>"
+        "<td>{}</td><td>{}</td></tr>",
+        (
+            (
+                c.name,
+                "required" if c.required else "optional",
+                c.get_state_display(),
+                c.endpoint,
+                c.detail or "—",
+                c.hint or "—",
+                f"{c.last_checked:%Y-%m-%d %H:%M} UTC",
+            )
+            for c in source.capabilities.all()
+        ),
+    )
+    if not rows:
+        return "Not checked yet: run a sync or Test connection."
+    return format_html(
+        "<table><thead><tr><th>capability</th><th></th><th>state</th><th>endpoint</th><th>detail</th>"
+        "<th>how to fix</th><th>last checked</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )
+
+
+def _report_probe(modeladmin, request, source: IdentitySource, results) -> None:
+    lacking = [r for r in results if r.state != SourceCapability.State.AVAILABLE]
+    if not lacking:
+        modeladmin.message_user(
+            request, f"{source}: every capability is available ({len(results)}).", messages.SUCCESS
+        )
+        return
+    for r in lacking:
+        label = SourceCapability.State(r.state).label.lower()
+        level = messages.ERROR if r.required else messages.WARNING
+        modeladmin.message_user(request, f"{source}: {r.name} — {label} ({r.endpoint}). {r.hint}", level)
+    ok = len(results) - len(lacking)
+    modeladmin.message_user(
+        request, f"{source}: {ok} of {len(results)} capabilities available.", messages.INFO
+    )
+
+
 @admin.register(IdentitySource)
 class IdentitySourceAdmin(admin.ModelAdmin):
     form = IdentitySourceForm
+    change_form_template = "admin/connectors/identitysource/change_form.html"
     list_display = [
         "name",
         "kind",
@@ -54,14 +115,61 @@ class IdentitySourceAdmin(admin.ModelAdmin):
         "sync_interval",
         "last_success_at",
         "has_credentials",
+        "capability_warnings",
     ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["last_sync_started_at", "last_success_at", "cursors", "created_at"]
+    readonly_fields = ["capabilities", "last_sync_started_at", "last_success_at", "cursors", "created_at"]
+    actions = ["test_connection"]
+
+    @admin.display(description="capabilities (updated by every sync and by Test connection)")
+    def capabilities(self, obj: IdentitySource) -> str:
+        return _capabilities_table(obj) if obj.pk else "—"
+
+    def get_queryset(self, request):
+        missing = ~Q(capabilities__state=SourceCapability.State.AVAILABLE)
+        return super().get_queryset(request).annotate(_warnings=Count("capabilities", filter=missing))
 
     @admin.display(boolean=True, description="credentials")
     def has_credentials(self, obj: IdentitySource) -> bool:
         return obj.has_credentials
+
+    @admin.display(ordering="_warnings", description="capabilities missing")
+    def capability_warnings(self, obj: IdentitySource) -> int:
+        return getattr(obj, "_warnings", 0)
+
+    def has_test_connection_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_identitysource")
+
+    def _probe(self, request, source: IdentitySource) -> None:
+        try:
+            results = capabilities_probe(source=source, actor=request.user)
+        except IdpError as exc:  # pragma: no cover - the probe classifies adapter errors itself
+            self.message_user(request, f"{source}: {exc}", messages.ERROR)
+            return
+        _report_probe(self, request, source, results)
+
+    @admin.action(
+        description="Test connection (probe each capability; writes no register data)",
+        permissions=["test_connection"],
+    )
+    def test_connection(self, request, queryset) -> None:
+        for source in queryset:
+            self._probe(request, source)
+
+    def get_urls(self):
+        view = require_POST(self.admin_site.admin_view(self.test_connection_view))
+        return [
+            path("<int:pk>/test-connection/", view, name="connectors_identitysource_test_connection"),
+            *super().get_urls(),
+        ]
+
+    def test_connection_view(self, request, pk: int):
+        source = get_object_or_404(IdentitySource, pk=pk)
+        if not self.has_test_connection_permission(request):
+            return HttpResponseRedirect(reverse("admin:connectors_identitysource_change", args=[pk]))
+        self._probe(request, source)
+        return HttpResponseRedirect(reverse("admin:connectors_identitysource_change", args=[pk]))
 
 
 @admin.register(Identity)
@@ -157,7 +265,8 @@ class GrantAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
     ]
-    list_filter = ["status", "kind", "consent_type", "source"]
+    # "held": the person is suspended and offboarding holds the grant (see governance.offboarding).
+    list_filter = ["status", ("held_at", admin.EmptyFieldListFilter), "kind", "consent_type", "source"]
     search_fields = ["external_id", "identity__email", "connector__name"]
     list_select_related = ["connector", "identity", "source"]
     autocomplete_fields = ["connector", "identity", "device", "app"]
@@ -168,6 +277,9 @@ class GrantAdmin(admin.ModelAdmin):
         "revoke_reason",
         "revoke_attempts",
         "revoke_error",
+        "revoke_next_attempt_at",
+        "held_at",
+        "hold_reason",
         "fingerprint",
         "first_seen",
         "last_seen",
@@ -188,6 +300,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "changed",
         "vanished",
         "shadow",
+        "warning_count",
     ]
     list_filter = ["outcome", "source"]
     list_select_related = ["source"]
@@ -199,3 +312,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="warnings")
+    def warning_count(self, obj: SyncRun) -> str:
+        return ", ".join(f"{w.get('capability')}: {w.get('state')}" for w in obj.warnings or []) or "—"

@@ -11,6 +11,7 @@ from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
 from .models import IllegalTransition
+from .queueing import DEFERRED_MESSAGE, deferred
 
 
 class ReasonForm(forms.Form):
@@ -22,14 +23,17 @@ def apply_each(
 ) -> None:
     """Call ``service(obj)`` for each selected row; report successes and each refusal with message_user."""
     ok = 0
-    for obj in queryset:
-        try:
-            service(obj)
-        except (IllegalTransition, *refusals) as exc:
-            modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
-        else:
-            ok += 1
-    if ok:
+    with deferred() as unqueued:
+        for obj in queryset:
+            try:
+                service(obj)
+            except (IllegalTransition, *refusals) as exc:
+                modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+            else:
+                ok += 1
+    if ok and unqueued:
+        modeladmin.message_user(request, f"{ok} {done}. {DEFERRED_MESSAGE}", messages.WARNING)
+    elif ok:
         modeladmin.message_user(request, f"{ok} {done}.", messages.SUCCESS)
 
 

@@ -345,6 +345,10 @@ class Grant(models.Model):
         max_length=64, blank=True, help_text="SHA-256 of token material, never the material."
     )
     idp_data = models.JSONField(default=dict, blank=True, help_text="What a revocation needs at the IdP.")
+    # A hold: the grant stays at the IdP but counts as not usable (its person is suspended). The
+    # decision point and attestations read it; offboarding sets and releases it (connectors.services).
+    held_at = models.DateTimeField(null=True, blank=True)
+    hold_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-last_seen"]
@@ -382,6 +386,10 @@ class Grant(models.Model):
     def check_transition(self, status: str) -> None:
         check_transition(self.TRANSITIONS, self.status, status, f"Grant {self.pk}")
 
+    @property
+    def is_held(self) -> bool:
+        return self.held_at is not None
+
 
 class SyncRun(models.Model):
     class Outcome(models.TextChoices):
@@ -401,6 +409,8 @@ class SyncRun(models.Model):
     shadow = models.PositiveIntegerField(default=0)
     identities_seen = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Optional phases that could not run: [{"capability", "state", "endpoint", "detail", "hint"}].
+    warnings = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
@@ -412,3 +422,38 @@ class SyncRun(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.finished_at - self.started_at if self.finished_at else None
+
+
+class SourceCapability(models.Model):
+    """What one source lets Lanyard read, per capability (users, apps, grants, devices, activity).
+
+    Written by every sync (for the phases it ran) and by the admin's Test connection; see
+    ``connectors.capabilities`` for the capabilities of each kind and the hints.
+    """
+
+    class State(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        MISSING_PERMISSION = "missing_permission", "Missing permission"
+        NOT_IN_EDITION = "not_in_edition", "Not in this edition"
+        ERROR = "error", "Error"
+
+    source = models.ForeignKey(IdentitySource, on_delete=models.CASCADE, related_name="capabilities")
+    name = models.CharField(max_length=32)
+    required = models.BooleanField(default=False)
+    state = models.CharField(max_length=20, choices=State.choices)
+    endpoint = models.CharField(max_length=200, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    hint = models.CharField(max_length=500, blank=True)
+    last_checked = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["source", "-required", "name"]
+        verbose_name_plural = "source capabilities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "name"], name="sourcecapability_unique_name_per_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.name} {self.state}"

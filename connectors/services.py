@@ -107,10 +107,15 @@ def _user(actor: Any) -> AbstractBaseUser | None:
 
 
 def _enqueue_revocations(pks: list[int]) -> None:
+    from .queueing import enqueue
     from .tasks import revoke_grant_at_idp
 
-    for pk in pks:
-        revoke_grant_at_idp.delay(pk)
+    unqueued = [pk for pk in pks if not enqueue(revoke_grant_at_idp, pk, what=f"revocation of grant {pk}")]
+    if unqueued:
+        # Scheduling bookkeeping, not a change of state: the next sweep takes them first thing.
+        Grant.objects.filter(pk__in=unqueued, status=Grant.Status.REVOKING).update(
+            revoke_next_attempt_at=timezone.now()
+        )
 
 
 def _retry_after() -> timedelta:
@@ -415,6 +420,49 @@ def grants_apply_expiry_policy(*, now: datetime | None = None) -> ExpirySummary:
     return ExpirySummary(expired=expired, stale=stale, unsanctioned=unsanctioned)
 
 
+def _hold_change(grants_qs: QuerySet[Grant], *, hold: bool, actor: Any, reason: str, now: datetime) -> int:
+    count = 0
+    wanted = grants_qs.filter(status__in=REVOCABLE, held_at__isnull=hold)
+    for pks in _chunks(wanted):
+        with transaction.atomic():
+            rows = list(
+                Grant.objects.select_for_update()
+                .filter(pk__in=pks, status__in=REVOCABLE, held_at__isnull=hold)
+                .only("pk", "status", "connector_id", "source_id", "external_id", "held_at", "hold_reason")
+            )
+            connectors = Connector.objects.in_bulk({g.connector_id for g in rows})
+            previous = {g.pk: g.hold_reason for g in rows}
+            for g in rows:
+                g.held_at = now if hold else None
+                g.hold_reason = reason[:300] if hold else ""
+            Grant.objects.bulk_update(rows, ["held_at", "hold_reason"])
+            audit.record_batch(
+                {
+                    "action": "grant.held" if hold else "grant.released",
+                    "actor": actor,
+                    "connector": connectors.get(g.connector_id),
+                    "grant": g,
+                    "target": g,
+                    "data": {"reason": reason} | ({} if hold else {"held_because": previous[g.pk]}),
+                }
+                for g in rows
+            )
+            count += len(rows)
+    return count
+
+
+def grants_hold(*, grants_qs: QuerySet[Grant], actor: Any, reason: str, now: datetime | None = None) -> int:
+    """Hold active grants not yet held (they stay at the IdP but count as unusable); one event each."""
+    return _hold_change(grants_qs, hold=True, actor=actor, reason=reason, now=now or timezone.now())
+
+
+def grants_release(
+    *, grants_qs: QuerySet[Grant], actor: Any, reason: str, now: datetime | None = None
+) -> int:
+    """Release held grants that are still active or expired; one event each."""
+    return _hold_change(grants_qs, hold=False, actor=actor, reason=reason, now=now or timezone.now())
+
+
 # ---------------------------------------------------------------------------------------- connectors
 
 
@@ -476,10 +524,7 @@ def identity_set_status(*, identity: Identity, status: str, actor: Any = None, r
         identities_record_status_changes(
             changes=[(identity, previous)], source=identity.source, actor=actor, reason=reason
         )
-        identities_announce_status_changes(
-            changed={status: [identity.pk]} if status in OFFBOARDING_STATUSES else {},
-            source_id=identity.source_id,
-        )
+        identities_announce_status_changes(changed={status: [identity.pk]}, source_id=identity.source_id)
     return identity
 
 
@@ -505,10 +550,8 @@ def identities_record_status_changes(
 
 
 def identities_announce_status_changes(*, changed: dict[str, list[int]], source_id: int | None) -> None:
-    """Send identity_status_changed for newly suspended/deprovisioned identities once committed."""
+    """Send identity_status_changed for identities whose status just changed, once committed."""
     for status, ids in changed.items():
-        if status not in OFFBOARDING_STATUSES:
-            continue
         for i in range(0, len(ids), 1000):
             chunk = list(ids[i : i + 1000])
             transaction.on_commit(lambda c=chunk, s=status: _send_status_changed(c, s, source_id))

@@ -5,8 +5,14 @@ Send them from ``transaction.on_commit`` so receivers only see committed state.
 
 from django.dispatch import Signal
 
-# Sent with identity_ids: list[int], status: str ("suspended" | "deprovisioned"), source_id: int | None.
+# Sent with identity_ids: list[int], status: str ("active" | "suspended" | "deprovisioned"),
+# source_id: int | None. "active" only when an identity is set active again by hand (a sync's
+# reactivations reach offboarding through sync_succeeded's reconcile).
 identity_status_changed = Signal()
+
+# Sent on commit after a sync completed every required phase, with source_id: int, run_id: int, so
+# that offboarding can reconcile the source's identities (level-triggered, not only on changes).
+sync_succeeded = Signal()
 
 # Sent (synchronously, no arguments) before the expiry policy looks for unused grants, so that the
 # AI activity app can bring grants' usage times up to date first.

@@ -113,9 +113,11 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
 @shared_task(name="connectors.sweep_revoking", max_retries=0, ignore_result=True)
 def sweep_revoking() -> int:
     """Re-enqueue grants left revoking past their retry time, so a revocation is never lost."""
+    from .queueing import enqueue
+
     pks = services.grants_claim_revoke_retries()
     for pk in pks:
-        revoke_grant_at_idp.delay(pk)
+        enqueue(revoke_grant_at_idp, pk, what=f"revocation of grant {pk}")
     return len(pks)
 
 

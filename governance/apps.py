@@ -13,10 +13,12 @@ class GovernanceConfig(AppConfig):
 
         post_migrate.connect(on_post_migrate, dispatch_uid="governance.iam_staff_group")
 
-        from connectors.signals import identity_status_changed
+        from connectors.signals import identity_status_changed, sync_succeeded
 
         from .attestations import check_attestation_settings
-        from .offboarding import on_identity_status_changed
+        from .offboarding import check_offboarding_settings, on_identity_status_changed, on_sync_succeeded
 
         identity_status_changed.connect(on_identity_status_changed, dispatch_uid="governance.offboarding")
+        sync_succeeded.connect(on_sync_succeeded, dispatch_uid="governance.offboarding_reconcile")
         checks.register(check_attestation_settings)
+        checks.register(check_offboarding_settings)

@@ -33,15 +33,19 @@ def render_templated(template_prefix: str, context: dict[str, Any]) -> tuple[str
 
 def send_templated(template_prefix: str, to: str | Iterable[str], context: dict[str, Any]) -> int:
     """Render the message now and queue one email per recipient; return how many were queued."""
+    from connectors.queueing import enqueue
+
     from .tasks import send_email
 
     recipients = [to] if isinstance(to, str) else sorted({a for a in to if a})
     if not recipients:
         return 0
     subject, text, html = render_templated(template_prefix, context)
+    sent = 0
     for address in recipients:
-        send_email.delay(address, subject, text, html)
-    return len(recipients)
+        # A broker outage loses this email (logged), but never the committed step that sent it.
+        sent += enqueue(send_email, address, subject, text, html, what=f"email '{template_prefix}'")
+    return sent
 
 
 def iam_staff_emails() -> list[str]:

@@ -1,8 +1,20 @@
 """Offboarding: a deprovisioned identity loses its grants and its connectors go to its manager.
 
-A sync that finds identities newly deprovisioned sends ``connectors.signals.identity_status_changed``
-after its commit; the receiver here queues ``governance.offboard_identity`` per identity. IAM can
-also call ``identity_offboard`` by hand.
+Offboarding is **level-triggered**: after every successful sync (``connectors.signals.sync_succeeded``),
+every hour (beat), and when an identity's status is changed by hand (``identity_status_changed``),
+``offboarding_reconcile`` compares each identity's status with its grants and acts on what is out of
+line, whenever the identity got that status (a first sync that failed after committing identities
+leaves nothing behind):
+
+- deprovisioned: ``identity_offboard`` (below) while the identity holds a revocable grant, or its
+  person still owns a connector or is offered one;
+- suspended: its active grants are **held** at once (``Grant.held_at``/``hold_reason``: the grant stays
+  at the IdP, the decision point must refuse it and attestations show it held); once the suspension
+  is ``LANYARD_OFFBOARD_SUSPENDED_DAYS`` old (0: at once) the identity is offboarded like a
+  deprovisioned one;
+- active again: its held grants are released.
+
+IAM can also call ``identity_offboard`` by hand.
 
 What happens:
 - every active grant of the identity is revoked through ``connectors.services.grant_revoke_many``;
@@ -18,10 +30,16 @@ Running it again changes nothing and records nothing.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.checks import Error
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from audit.services import record
@@ -60,7 +78,7 @@ def next_owner(identity: Identity) -> User | None:
     return None
 
 
-def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
+def identity_offboard(*, identity: Identity, actor: Any, why: str = "") -> dict[str, int]:
     """Revoke the identity's active grants and hand the connectors its person owned to their manager."""
     if isinstance(actor, AbstractBaseUser) and not actor.has_perm("connectors.change_identity"):
         raise OffboardingNotAllowed("Only IAM staff can offboard an identity.")
@@ -72,7 +90,7 @@ def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
         revoked = grant_revoke_many(
             grants_qs=Grant.objects.filter(identity=identity),
             actor=actor,
-            reason=f"Offboarding: {identity.email} left",
+            reason=f"Offboarding: {identity.email} {why or 'left'}",
         )
 
         user = departing_user(identity)
@@ -145,11 +163,115 @@ def identity_offboard(*, identity: Identity, actor: Any) -> dict[str, int]:
     return summary
 
 
-def on_identity_status_changed(sender: Any, *, identity_ids: list[int], status: str, **kwargs: Any) -> None:
-    """Queue offboarding for identities a sync found deprovisioned."""
-    if status != Identity.Status.DEPROVISIONED:
-        return
-    from .tasks import offboard_identity
+REVOCABLE = (Grant.Status.ACTIVE, Grant.Status.EXPIRED)
 
-    for identity_id in identity_ids:
-        offboard_identity.delay(identity_id)
+
+def _leavers_with_something_left(identities, now: datetime):
+    """Identities to offboard that still hold a grant, own a connector or are offered one."""
+    days = settings.LANYARD_OFFBOARD_SUSPENDED_DAYS
+    cutoff = now - timedelta(days=days)
+    ripe = Q(status=Identity.Status.SUSPENDED)
+    if days:
+        # Suspended long enough; an identity without a status time counts from its grants' hold.
+        ripe &= Q(status_changed_at__lte=cutoff) | Q(
+            status_changed_at__isnull=True, grants__held_at__lte=cutoff
+        )
+    leaving = identities.filter(Q(status=Identity.Status.DEPROVISIONED) | ripe)
+    owners = set(
+        Connector.objects.exclude(status__in=CLOSED_CONNECTOR)
+        .exclude(business_owner=None)
+        .values_list("business_owner_id", flat=True)
+    )
+    owners |= set(
+        OwnershipTransfer.objects.filter(status=OwnershipTransfer.Status.PENDING).values_list(
+            "to_user_id", flat=True
+        )
+    )
+    emails = set(User.objects.filter(pk__in=owners).annotate(e=Lower("email")).values_list("e", flat=True))
+    return (
+        leaving.annotate(email_lower=Lower("email"))
+        .filter(
+            Q(grants__status__in=REVOCABLE)
+            | Q(user_id__in=owners)
+            | Q(user__isnull=True, email_lower__in=emails)
+        )
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def offboarding_reconcile(
+    *,
+    source_id: int | None = None,
+    identity_ids: list[int] | None = None,
+    actor: Any = "system",
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Bring grants and ownership in line with identity status (all identities, one source or a few).
+
+    Idempotent: what is already held, released, revoking or offered is left alone, so a second run
+    revokes nothing twice, sends no second offer and records nothing.
+    """
+    from connectors.services import grants_hold, grants_release
+
+    now = now or timezone.now()
+    identities = Identity.objects.all()
+    if source_id is not None:
+        identities = identities.filter(source_id=source_id)
+    if identity_ids is not None:
+        identities = identities.filter(pk__in=identity_ids)
+    days = settings.LANYARD_OFFBOARD_SUSPENDED_DAYS
+    summary: Counter[str] = Counter()
+    summary["released"] = grants_release(
+        grants_qs=Grant.objects.filter(identity__in=identities.filter(status=Identity.Status.ACTIVE)),
+        actor=actor,
+        reason="identity active again",
+        now=now,
+    )
+    summary["held"] = grants_hold(
+        grants_qs=Grant.objects.filter(identity__in=identities.filter(status=Identity.Status.SUSPENDED)),
+        actor=actor,
+        reason=f"identity suspended: revoked after {days} day(s) of suspension unless it is active again",
+        now=now,
+    )
+    for identity in _leavers_with_something_left(identities, now):
+        why = "left" if identity.status == Identity.Status.DEPROVISIONED else f"suspended for {days}+ days"
+        done = identity_offboard(identity=identity, actor=actor, why=why)
+        summary["offboarded"] += int(any(done.values()))
+        for key, value in done.items():
+            summary[key] += value
+    return {k: v for k, v in summary.items() if v}
+
+
+def on_sync_succeeded(sender: Any, *, source_id: int, **kwargs: Any) -> None:
+    """Queue a reconcile of the synced source's identities."""
+    from connectors.queueing import enqueue
+
+    from .tasks import offboarding_reconcile as task
+
+    enqueue(task, source_id=source_id, what=f"offboarding reconcile of source {source_id}")
+
+
+def on_identity_status_changed(sender: Any, *, identity_ids: list[int], status: str, **kwargs: Any) -> None:
+    """Queue a reconcile of identities whose status changed (deprovisioned, suspended, active again)."""
+    from connectors.queueing import enqueue
+
+    from .tasks import offboarding_reconcile as task
+
+    enqueue(
+        task, identity_ids=list(identity_ids), what=f"offboarding reconcile of {len(identity_ids)} identities"
+    )
+
+
+def check_offboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """LANYARD_OFFBOARD_SUSPENDED_DAYS must be a whole number of days, 0 or more."""
+    days = getattr(settings, "LANYARD_OFFBOARD_SUSPENDED_DAYS", 7)
+    if not isinstance(days, int) or days < 0:
+        return [
+            Error(
+                f"LANYARD_OFFBOARD_SUSPENDED_DAYS must be 0 or more, not {days!r}.",
+                hint="Days a suspended identity's grants stay held before they are revoked; 0 is at once.",
+                id="lanyard.E110",
+            )
+        ]
+    return []

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
 from connectors.models import Connector, Grant, IllegalTransition
+from connectors.queueing import DEFERRED_MESSAGE, deferred
 
 from . import permissions as perms
 from . import selectors, services
@@ -44,11 +45,16 @@ def _back(request: HttpRequest, default: str) -> HttpResponseRedirect:
 def _attempt(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
     """Run a service call; report its refusal (lifecycle, permission, race) as a message."""
     try:
-        action()
+        with deferred() as unqueued:
+            action()
     except REFUSALS as exc:
         messages.error(request, str(exc))
         return False
-    messages.success(request, success)
+    if unqueued:
+        # Committed, but its background job is not queued yet: the sweep sends it once the broker is back.
+        messages.warning(request, f"{success} {DEFERRED_MESSAGE}")
+    else:
+        messages.success(request, success)
     return True
 
 

@@ -413,11 +413,43 @@ def request_provision(*, request: ConnectorRequest, actor: User, evidence: str =
             target=req,
             data={"source_kind": source.kind},
         )
-        from .tasks import provision_request
-
         req_id, actor_id = req.pk, actor.pk
-        transaction.on_commit(lambda: provision_request.delay(req_id, actor_id))
+        transaction.on_commit(lambda: _queue_provision(req_id, actor_id))
     return req
+
+
+UNQUEUED = "unqueued_at"  # in provision_data: the job could not be queued; the sweep queues it again
+
+
+def _queue_provision(req_id: int, actor_id: int) -> None:
+    from connectors.queueing import enqueue
+
+    from .tasks import provision_request
+
+    if enqueue(provision_request, req_id, actor_id, what=f"provisioning of request {req_id}"):
+        return
+    # Scheduling bookkeeping for the sweep, not a step of the workflow: no audit event.
+    with transaction.atomic():
+        req = ConnectorRequest.objects.select_for_update().get(pk=req_id)
+        req.provision_data = {**req.provision_data, UNQUEUED: timezone.now().isoformat()}
+        req.save(update_fields=["provision_data"])
+
+
+def requests_claim_unqueued_provisioning() -> list[tuple[int, int]]:
+    """Return (request, actor) of approved requests whose provisioning job was never queued; unmark them."""
+    claimed: list[tuple[int, int]] = []
+    with transaction.atomic():
+        rows = ConnectorRequest.objects.select_for_update(skip_locked=True).filter(
+            status=Status.APPROVED, provision_data__has_key=UNQUEUED
+        )
+        for req in rows:
+            data = {k: v for k, v in req.provision_data.items() if k != UNQUEUED}
+            if not data.get("queued_at"):
+                continue
+            req.provision_data = data
+            req.save(update_fields=["provision_data"])
+            claimed.append((req.pk, int(data.get("queued_by") or 0)))
+    return [(r, a) for r, a in claimed if a]
 
 
 def _complete_provision(

@@ -197,6 +197,9 @@ class GrantsTable(tables.Table):
         return _scopes(value)
 
     def render_status(self, value, record) -> str:
+        if record.is_held:
+            # Still active at the IdP, but not usable while its person is suspended (offboarding's hold).
+            return format_html("{} {}", _badge(record.status, value), _badge("held", "held"))
         return _badge(record.status, value)
 
 

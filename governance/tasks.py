@@ -116,7 +116,7 @@ def attestation_schedule() -> int | None:
     retry_backoff=30,
     retry_backoff_max=1800,
 )
-def offboard_identity(identity_id: int) -> dict[str, int]:
+def offboard_identity(identity_id: int) -> dict[str, int]:  # kept for messages queued before reconcile
     """Offboard one deprovisioned identity: revoke its grants, hand its connectors to its manager."""
     from connectors.models import Identity
 
@@ -126,3 +126,32 @@ def offboard_identity(identity_id: int) -> dict[str, int]:
     if identity is None:
         return {}
     return identity_offboard(identity=identity, actor="system")
+
+
+@shared_task(
+    name="governance.offboarding_reconcile",
+    max_retries=5,
+    autoretry_for=(OperationalError,),  # a locked or lost database: the service is idempotent
+    retry_backoff=30,
+    retry_backoff_max=1800,
+)
+def offboarding_reconcile(
+    source_id: int | None = None, identity_ids: list[int] | None = None
+) -> dict[str, int]:
+    """Bring grants and ownership in line with identity status: hold, release, revoke, offer."""
+    from .offboarding import offboarding_reconcile as reconcile
+
+    return reconcile(source_id=source_id, identity_ids=identity_ids, actor="system")
+
+
+@shared_task(name="governance.sweep_provisioning", max_retries=0, ignore_result=True)
+def sweep_provisioning() -> int:
+    """Queue again the provisioning steps whose job could not be queued (broker down)."""
+    from connectors.queueing import enqueue
+
+    from .services import requests_claim_unqueued_provisioning
+
+    claimed = requests_claim_unqueued_provisioning()
+    for req_id, actor_id in claimed:
+        enqueue(provision_request, req_id, actor_id, what=f"provisioning of request {req_id}")
+    return len(claimed)

@@ -243,6 +243,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "audit-rollup-usage": {"task": "activity.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
     "connectors-sweep-revoking": {"task": "connectors.sweep_revoking", "schedule": timedelta(minutes=5)},
+    "governance-sweep-provisioning": {
+        "task": "governance.sweep_provisioning",
+        "schedule": timedelta(minutes=5),
+    },
+    # Suspensions ripen into offboarding with time, not only when a sync sees a change.
+    "governance-offboarding-reconcile": {
+        "task": "governance.offboarding_reconcile",
+        "schedule": timedelta(hours=1),
+    },
     "connectors-expire-stale-grants": {
         "task": "connectors.expire_stale_grants",
         "schedule": timedelta(hours=1),
@@ -253,6 +262,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 LANYARD_STALE_GRANT_DAYS = env.int("LANYARD_STALE_GRANT_DAYS", default=90)
 # Grants on a connector that is discovered, requested, approved or suspended are revoked after this.
 LANYARD_UNSANCTIONED_GRACE_DAYS = env.int("LANYARD_UNSANCTIONED_GRACE_DAYS", default=14)
+
+# Offboarding: a suspended identity's grants are held at once and revoked (with its connectors
+# offered to its manager) after this many days of suspension; 0 revokes at once.
+LANYARD_OFFBOARD_SUSPENDED_DAYS = env.int("LANYARD_OFFBOARD_SUSPENDED_DAYS", default=7)
 
 # Identity-provider sync and revocation (connectors.sync, connectors.tasks).
 LANYARD_SYNC_PAGE_SIZE = env.int("LANYARD_SYNC_PAGE_SIZE", default=500)

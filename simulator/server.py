@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from . import api_entra, api_github, api_google, api_okta, creds
+from .editions import Editions
 from .faults import Faults
 from .tenant import DEPROVISIONED, STATUS_NAMES, Tenant
 from .wire import ApiError, Req, Resp, page_of
@@ -39,12 +40,14 @@ class Sim:
         self.params = {"seed": seed, "identities": identities, "grants": grants, "events": events}
         self.tenant = Tenant(**self.params)
         self.faults = Faults()
+        self.editions = Editions()
         self.requests = 0
 
     def reset(self, **overrides: Any) -> None:
         self.params.update({k: v for k, v in overrides.items() if k in self.params})
         self.tenant = Tenant(**self.params)
         self.faults.clear()
+        self.editions.reset(**(overrides.get("edition") or {}))
 
     # --- dispatch
 
@@ -73,7 +76,10 @@ class Sim:
             out = self.apply_fault(mod, fault)
             if out is not None:
                 return out
+        refused = self.editions.refuse(prefix, sub)
         try:
+            if refused is not None:
+                raise ApiError(refused)
             resp = mod.handle(self, req)
         except ApiError as exc:
             resp = exc.resp
@@ -116,7 +122,19 @@ class Sim:
         data = json.loads(body or b"{}")
         t = self.tenant
         if sub == "/state" and method == "GET":
-            return Resp(200, {**t.state(), "faults": self.faults.list(), "requests": self.requests})
+            return Resp(
+                200,
+                {
+                    **t.state(),
+                    "faults": self.faults.list(),
+                    "edition": self.editions.state(),
+                    "requests": self.requests,
+                },
+            )
+        if sub == "/edition":
+            if method == "POST":
+                return Resp(200, {"edition": self.editions.set(**data)})
+            return Resp(200, {"edition": self.editions.state()})
         if sub == "/faults":
             if method == "GET":
                 return Resp(200, {"faults": self.faults.list()})
@@ -129,7 +147,7 @@ class Sim:
             return Resp(200, {"added": added, "faults": self.faults.list()})
         if sub == "/reset" and method == "POST":
             self.reset(**data)
-            return Resp(200, {"ok": True, **self.params})
+            return Resp(200, {"ok": True, **self.params, "edition": self.editions.state()})
         if sub == "/grant" and method == "GET":
             provider, gid = query["provider"], query["id"]
             return Resp(200, {"provider": provider, "id": gid, "exists": t.grant_exists(provider, gid)})
@@ -326,7 +344,12 @@ class SimHandle:
         self._call("DELETE", "/faults")
 
     def reset(self, **params: Any) -> dict:
+        """Rebuild the tenant; ``edition={...}`` sets edition switches (all others back on)."""
         return self._call("POST", "/reset", json=params)
+
+    def edition(self, **switches: bool) -> dict[str, bool]:
+        """Turn edition/permission switches off or on, e.g. ``edition(okta_identity_engine=False)``."""
+        return self._call("POST", "/edition", json=switches)["edition"]
 
     def state(self) -> dict:
         return self._call("GET", "/state")

@@ -16,15 +16,18 @@ DEVICE_FIELDS = ("name", "platform", "managed", "compliant", "owner_id", "last_s
 class DeviceSync(SyncState):
     def sync_devices(self) -> None:
         self.phase = "devices"
-        for page in self.adapter.iter_devices():
-            with self.page():
-                self._upsert_devices(page)
-            self.keep_claim()
-        self.device_pks = dict(
-            Device.objects.filter(source=self.source)
-            .values_list("external_id", "pk")
-            .iterator(chunk_size=5000)
-        )
+        try:
+            for page in self.adapter.iter_devices():
+                with self.page():
+                    self._upsert_devices(page)
+                self.keep_claim()
+        finally:
+            # Devices known from earlier runs still link grants when this listing is refused.
+            self.device_pks = dict(
+                Device.objects.filter(source=self.source)
+                .values_list("external_id", "pk")
+                .iterator(chunk_size=5000)
+            )
 
     def _upsert_devices(self, page: Iterable[IdpDevice]) -> dict[str, Device]:
         page = list({d.external_id: d for d in page if d.external_id}.values())

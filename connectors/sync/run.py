@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from audit import services as audit
 from audit.models import AuditEvent
 
-from .. import services
+from .. import capabilities, services, signals
 from ..idp.base import Adapter, IdpError
 from ..models import IdentitySource, SyncRun
 from .activity import ActivitySync
@@ -27,6 +28,32 @@ logger = logging.getLogger("connectors.sync")
 
 class _Sync(IdentitySync, DeviceSync, GrantSync, ActivitySync):
     """One run's state with every phase: users, devices, apps, grants, risk, activity, vanished."""
+
+    def required(self, name: str, phase: Callable[[], None]) -> None:
+        """Run a phase the run cannot do without; its refusal is recorded, then fails the run."""
+        try:
+            phase()
+        except IdpError as exc:
+            self.results.append(capabilities.classify(self.source.kind, name, exc))
+            raise
+        self.results.append(capabilities.available(self.source.kind, name))
+
+    def optional(self, name: str, phase: Callable[[], None]) -> None:
+        """Run a phase the run can do without; an IdP refusal becomes a capability warning."""
+        if name not in capabilities.specs(self.source.kind):
+            phase()  # nothing to ask this kind of IdP (GitHub has no devices): only local bookkeeping
+            return
+        try:
+            phase()
+        except IdpError as exc:
+            result = capabilities.classify(self.source.kind, name, exc)
+            logger.warning(
+                "sync of %s: optional %s skipped (%s): %s", self.source.name, name, result.state, exc
+            )
+            self.results.append(result)
+            self.bump(f"{name}_skipped")
+            return
+        self.results.append(capabilities.available(self.source.kind, name))
 
 
 # ---------------------------------------------------------------------------------------- entry point
@@ -46,12 +73,14 @@ def sync_source(source: IdentitySource, *, now: datetime | None = None) -> SyncR
     try:
         adapter = services.source_adapter(source)
         state = _Sync(source=source, run=run, adapter=adapter, now=now, claim=now)
-        state.sync_users()
-        state.sync_devices()
-        state.sync_apps()
-        state.sync_grants()
+        # Users, apps and grants must be listed completely before anything is marked vanished;
+        # devices and activity are optional (editions and permissions vary by tenant).
+        state.required("users", state.sync_users)
+        state.optional("devices", state.sync_devices)
+        state.required("apps", state.sync_apps)
+        state.required("grants", state.sync_grants)
         state.raise_risks()
-        state.sync_activity()
+        state.optional("activity", state.sync_activity)
         state.mark_vanished()
     except IdpError as exc:
         error = f"{source.name}: {state.phase if state else 'connect'} failed: {exc}"
@@ -69,11 +98,15 @@ def _finish(source: IdentitySource, run: SyncRun, state: _Sync | None, error: st
     finished = max(timezone.now(), run.started_at)
     claim = state.claim if state else run.started_at
     stats = dict(state.stats) if state else {}
+    results = state.results if state else []
+    warnings = [r.as_warning() for r in results if not r.required and r.state != capabilities.State.AVAILABLE]
     with transaction.atomic():
         run.finished_at = finished
         run.outcome = SyncRun.Outcome.FAILED if error else SyncRun.Outcome.SUCCEEDED
         run.error = error[:5000]
+        run.warnings = warnings
         run.save()
+        capabilities.capabilities_record(source=source, results=results, now=finished)
         release: dict[str, Any] = {"sync_claimed_at": None}
         if not error:
             release["last_success_at"] = finished
@@ -96,8 +129,14 @@ def _finish(source: IdentitySource, run: SyncRun, state: _Sync | None, error: st
                 "identities_seen": run.identities_seen,
                 **stats,
                 **({"error": run.error} if error else {}),
+                **({"warnings": {w["capability"]: w["state"] for w in warnings}} if warnings else {}),
             },
         )
         if state:
             services.identities_announce_status_changes(changed=state.status_changes, source_id=source.pk)
+        if not error:
+            # Offboarding reconciles every identity's state after each complete sync, not only changes.
+            transaction.on_commit(
+                lambda: signals.sync_succeeded.send(sender=SyncRun, source_id=source.pk, run_id=run.pk)
+            )
     return run

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from ..capabilities import Result
 from ..idp.base import Adapter, IdpApp
 from ..models import Connector, Device, Grant, Identity, IdentitySource, SyncRun
 from .claim import CLAIM_REFRESH_SECONDS, refresh_claim
@@ -48,6 +49,8 @@ class SyncState:
     inserted: dict[str, int] = field(default_factory=dict)
     analyzed: dict[str, int] = field(default_factory=dict)
     cursors: dict[str, Any] = field(default_factory=dict)
+    # What each capability answered in this run (see connectors.capabilities)
+    results: list[Result] = field(default_factory=list)
 
     def bump(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
