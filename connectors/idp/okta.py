@@ -251,7 +251,13 @@ def parse_app(a: dict) -> IdpApp:
 
 
 def grant_scope(g: dict) -> str:
-    return ((g.get("_embedded") or {}).get("scope") or {}).get("name") or g.get("scopeId") or ""
+    """The scope name of an OAuth2ScopeConsentGrant: ``_embedded.scope.id`` (with expand=scope).
+
+    The description documents both ``_embedded.scope.id`` and ``scopeId`` as the scope's name, but
+    orgs have answered opaque ``scp…`` ids in ``scopeId``; the embedded scope is the reliable one.
+    """
+    embedded = ((g.get("_embedded") or {}).get("scope") or {}).get("id")
+    return embedded or g.get("scopeId") or ""
 
 
 def parse_consent_grants(user_id: str, grants: list[dict]) -> list[IdpGrant]:
