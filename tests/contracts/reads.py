@@ -73,6 +73,8 @@ def documented(schema: Any, path: Path, defs: dict) -> bool:
     if "anyOf" in schema:
         return any(documented(alt, path, defs) for alt in schema["anyOf"])
     key, rest = path[0], path[1:]
+    if not schema.keys() - {"examples", "format"}:
+        return True  # an open schema ("any" in discovery documents): anything below it is allowed
     if key == "*":
         return "items" in schema and documented(schema["items"], rest, defs)
     props = schema.get("properties") or {}
