@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
-from .server import Sim, SimServer
+from .server import OBSERVERS, RECORD_ENV, Sim, SimServer, record_to
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=None, help="seeded activity events per provider")
     ap.add_argument("--verbose", action="store_true", help="log every request")
     ns = ap.parse_args(argv)
+    if os.environ.get(RECORD_ENV):
+        OBSERVERS.append(record_to(os.environ[RECORD_ENV]))
     sim = Sim(seed=ns.seed, identities=ns.identities, grants=ns.grants, events=ns.events)
     for p in ("google", "entra", "okta", "github"):
         sim.tenant.store(p)  # generate up front so the first sync doesn't pay for it

@@ -3,6 +3,8 @@ SAML credential authorizations (classic PATs), org installations and the org aud
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -184,19 +186,34 @@ def _paged(sim: Sim, req: Req, key: str, total: int, ok: Any, default: int = 30)
     return positions, headers
 
 
-def _simple_user(sim: Sim, i: int) -> dict:
-    t = sim.tenant
-    login, uid = t.github_logins[i], t.github_ids[i]
+def _account(login: str, uid: int, kind: str = "User", node: str = "MDQ6VXNlcj") -> dict:
+    """A simple-user: every field the description requires (hypermedia URLs included)."""
+    api = f"https://api.github.com/users/{login}"
     return {
         "login": login,
         "id": uid,
-        "node_id": f"MDQ6VXNlcj{uid}",
+        "node_id": f"{node}{uid}",
         "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
-        "url": f"https://api.github.com/users/{login}",
+        "gravatar_id": "",
+        "url": api,
         "html_url": f"https://github.com/{login}",
-        "type": "User",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "type": kind,
         "site_admin": False,
     }
+
+
+def _simple_user(sim: Sim, i: int) -> dict:
+    t = sim.tenant
+    return _account(t.github_logins[i], t.github_ids[i])
 
 
 def _members(sim: Sim, req: Req) -> Resp:
@@ -220,7 +237,12 @@ def _user(sim: Sim, login: str) -> Resp:
             "blog": "",
             "location": None,
             "email": t.email[i],
+            "hireable": None,
             "bio": None,
+            "public_repos": 3 + i % 17,
+            "public_gists": i % 3,
+            "followers": i % 40,
+            "following": i % 25,
             "created_at": iso(t.created[i])[:19] + "Z",
             "updated_at": iso(t.now)[:19] + "Z",
         },
@@ -361,7 +383,7 @@ def _installations(sim: Sim, req: Req) -> Resp:
         items.append(
             {
                 "id": iid,
-                "account": {"login": t.org, "id": 4_200_000, "type": "Organization"},
+                "account": _account(t.org, 4_200_000, "Organization", "MDEyOk9yZ2FuaXphdGlvbj"),
                 "app_id": t.github_app_ids[a],
                 "app_slug": slug,
                 "client_id": f"Iv23li{iid:x}",
@@ -381,6 +403,7 @@ def _installations(sim: Sim, req: Req) -> Resp:
                 "access_tokens_url": f"https://api.github.com/app/installations/{iid}/access_tokens",
                 "repositories_url": "https://api.github.com/installation/repositories",
                 "html_url": f"https://github.com/organizations/{t.org}/settings/installations/{iid}",
+                "suspended_by": None,
                 "suspended_at": None,
             }
         )
@@ -472,7 +495,6 @@ def _audit_log(sim: Sim, req: Req) -> Resp:
             "org": t.org,
             "created_at": e.ts * 1000,
             "actor_ip": f"192.0.2.{e.person % 250 + 1}",
-            "user_agent": "GitHubMCPServer/0.9 (go)" if APPS[e.app].kind == "mcp_server" else "git/2.45.1",
         }
         if e.pos >= 0:
             item["programmatic_access_type"] = (
@@ -480,11 +502,14 @@ def _audit_log(sim: Sim, req: Req) -> Resp:
                 if st.flags[e.pos] & F_CLASSIC
                 else "Fine-grained personal access token"
             )
+            # the PAT listing's token_id, which its description says "can also be found in audit log
+            # events"; there is no pat_id in an audit event
             item["token_id"] = 200_000 + e.pos
+            item["hashed_token"] = base64.b64encode(
+                hashlib.sha256(f"sim-token-{e.pos}".encode()).digest()
+            ).decode()
             item["token_scopes"] = ",".join(
                 f"{k}:{v}" for k, v in _permissions(sim, e.app, st.variant[e.pos])["repository"].items()
             )
-            if not st.flags[e.pos] & F_CLASSIC:
-                item["pat_id"] = t.pat_id(e.pos)
         items.append(item)
     return Resp(200, items, headers)

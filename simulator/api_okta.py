@@ -233,9 +233,10 @@ def _grant_records(sim: Sim, pos: int) -> list[dict]:
                 "issuer": "https://acmecorp.okta.com/oauth2/default",
                 "clientId": cid,
                 "userId": uid,
-                "scopeId": "scp" + gid[3:],
+                # the description: scopeId is "the name of the Okta scope", and so is _embedded.scope.id
+                "scopeId": scope,
                 "source": "END_USER",
-                "_embedded": {"scope": {"id": "scp" + gid[3:], "name": scope, "displayName": scope}},
+                "_embedded": {"scope": {"id": scope}},
                 "_links": {
                     "app": {"href": f"/api/v1/apps/{cid}", "title": APPS[a].name},
                     "client": {"href": f"/oauth2/v1/clients/{cid}", "title": APPS[a].name},
@@ -350,6 +351,8 @@ def _assign(sim: Sim, req: Req, app_id: str) -> Resp:
 
 
 PLATFORM = {"macOS": "MACOS", "Windows": "WINDOWS", "iOS": "IOS", "Android": "ANDROID", "Linux": "LINUX"}
+# the System Log names a Mac "OSX" (the description's ListLogs example), the Devices API "MACOS"
+LOG_PLATFORM = {"macOS": "OSX"}
 
 
 def _device_json(sim: Sim, d: int, expand: bool) -> dict:
@@ -403,9 +406,16 @@ def _devices(sim: Sim, req: Req) -> Resp:
     page, start = _cursor(req)
     size = bounded(req.query.get("limit"), 200, 200)
     expand = "user" in req.query.get("expand", "")
-    end = min(t.n_devices, start + size)
-    items = [_device_json(sim, d, expand) for d in range(start, end)]
-    return _list(req, items, page, end if end < t.n_devices else None)
+    # the description's DeviceProfile.platform has no Linux: Okta's device inventory holds none
+    positions, nxt = scan(start, size, t.n_devices, lambda d: d_platform(t, d) in PLATFORM_ENUM)
+    return _list(req, [_device_json(sim, d, expand) for d in positions], page, nxt)
+
+
+PLATFORM_ENUM = {"ANDROID", "IOS", "MACOS", "WINDOWS"}
+
+
+def d_platform(t: Any, d: int) -> str:
+    return PLATFORM[catalog.PLATFORMS[t.dev_platform[d]][0]]
 
 
 EVENT_TYPES = {
@@ -468,7 +478,7 @@ def _logs(sim: Sim, req: Req) -> Resp:
                 else {
                     "id": t.device_id(d, "okta"),
                     "name": t.device_name(d),
-                    "os_platform": PLATFORM[plat[0]],
+                    "os_platform": LOG_PLATFORM.get(plat[0], PLATFORM[plat[0]]),
                     "os_version": plat[3],
                     "managed": bool(t.dev_managed[d]),
                     "registered": True,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from socketserver import StreamRequestHandler
@@ -29,6 +31,30 @@ DROP = object()  # close the connection without answering
 
 
 MODULES = {"google": api_google, "entra": api_entra, "okta": api_okta, "github": api_github}
+
+# Opt-in observers of what the simulator serves, for the contract tests (tests/contracts/plugin.py):
+# each is called as ``observe(provider, method, path, status, body)`` for every 2xx answer of a
+# provider API (not the control API, not an injected fault), before the answer is sent.
+OBSERVERS: list[Callable[[str, str, str, int, Any], None]] = []
+# A child process (``spawn()``, ``python -m simulator``) started with this variable set to a directory
+# appends the same records as JSON lines to ``<dir>/<pid>.jsonl``.
+RECORD_ENV = "LANYARD_SIM_RECORD"
+
+
+def record_to(directory: str) -> Callable[[str, str, str, int, Any], None]:
+    """Return an observer that appends each served answer to a JSON-lines file in ``directory``."""
+    path = os.path.join(directory, f"{os.getpid()}.jsonl")
+    lock = threading.Lock()
+
+    def observe(provider: str, method: str, sub: str, status: int, body: Any) -> None:
+        line = json.dumps(
+            {"provider": provider, "method": method, "path": sub, "status": status, "body": body},
+            separators=(",", ":"),
+        )
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    return observe
 
 
 class Sim:
@@ -89,6 +115,9 @@ class Sim:
         extra = getattr(mod, "common_headers", None)
         if extra:
             resp.headers = {**extra(self), **resp.headers}
+        if OBSERVERS and 200 <= resp.status < 300 and not isinstance(resp.body, bytes):
+            for observe in OBSERVERS:
+                observe(prefix, method, sub, resp.status, resp.body)
         return resp
 
     def apply_fault(self, mod: Any, fault: Any) -> Resp | object | None:

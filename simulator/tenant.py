@@ -692,6 +692,9 @@ class Tenant:
             for d in range(self.n_devices)
             if catalog.PLATFORMS[self.dev_platform[d]][0] in ("iOS", "Android")
         )
-        out["providers"]["entra"]["devices"] = out["providers"]["okta"]["devices"] = self.n_devices
+        out["providers"]["entra"]["devices"] = self.n_devices
+        out["providers"]["okta"]["devices"] = sum(  # Okta's device inventory has no Linux platform
+            1 for d in range(self.n_devices) if catalog.PLATFORMS[self.dev_platform[d]][0] != "Linux"
+        )
         out["providers"]["github"]["devices"] = 0
         return out

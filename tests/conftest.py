@@ -7,6 +7,9 @@ from guardian.shortcuts import assign_perm
 
 from tests.factories import ConnectorFactory, IdentityFactory, UserFactory
 
+# Every answer the simulator serves is checked against the providers' official descriptions.
+pytest_plugins = ["tests.contracts.plugin"]
+
 IAM_STAFF = "IAM staff"
 
 

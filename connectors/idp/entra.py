@@ -97,21 +97,7 @@ class EntraAdapter(AdapterBase):
             for u in page:
                 if not isinstance(u, dict) or "id" not in u:
                     raise self.http.malformed("user without id", "/v1.0/users")
-                if u.get("accountEnabled", True):
-                    status = "active"
-                else:
-                    leave = parse_time(u.get("employeeLeaveDateTime"))
-                    status = "deprovisioned" if leave and leave <= now else "suspended"
-                out.append(
-                    IdpUser(
-                        external_id=u["id"],
-                        email=u.get("mail") or u.get("userPrincipalName") or "",
-                        name=u.get("displayName") or "",
-                        department=u.get("department") or "",
-                        manager_external_id=(u.get("manager") or {}).get("id"),
-                        status=status,
-                    )
-                )
+                out.append(parse_user(u, now))
             yield out
 
     # --- apps
@@ -139,16 +125,7 @@ class EntraAdapter(AdapterBase):
         for sp in self._service_principals().values():
             if sp.get("appOwnerOrganizationId") == MICROSOFT_TENANT:
                 continue  # Microsoft's own first-party apps (Graph, Office) are resources, not connectors
-            vp = sp.get("verifiedPublisher") or {}
-            apps.append(
-                IdpApp(
-                    client_id=sp["appId"],
-                    name=sp.get("displayName") or sp["appId"],
-                    publisher=vp.get("displayName") or sp.get("publisherName") or "",
-                    verified=bool(vp.get("verifiedPublisherId")),
-                    external_id=sp["id"],
-                )
-            )
+            apps.append(parse_service_principal(sp))
         for i in range(0, len(apps), self.config.page_size):
             yield apps[i : i + self.config.page_size]
 
@@ -160,29 +137,9 @@ class EntraAdapter(AdapterBase):
         for page in self.http.odata_pages(url, {"$top": self.page(PAGE)}):
             out = []
             for g in page:
-                try:
-                    gid, client_sp, consent = g["id"], g["clientId"], g["consentType"]
-                except (KeyError, TypeError):
+                if not isinstance(g, dict) or not {"id", "clientId", "consentType"} <= g.keys():
                     raise self.http.malformed("permission grant without id/clientId/consentType", url)
-                sp = sps.get(client_sp) or {}
-                all_principals = consent == "AllPrincipals"
-                out.append(
-                    IdpGrant(
-                        external_id=gid,
-                        client_id=sp.get("appId") or client_sp,
-                        app_name=sp.get("displayName") or client_sp,
-                        kind="oauth_consent",
-                        scopes=(g.get("scope") or "").split(),
-                        user_external_id=None if all_principals else g.get("principalId"),
-                        consent_type="all_principals" if all_principals else "principal",
-                        extra={
-                            "type": "oauth2PermissionGrant",
-                            "grant_id": gid,
-                            "client_sp_id": client_sp,
-                            "resource_id": g.get("resourceId"),
-                        },
-                    )
-                )
+                out.append(parse_permission_grant(g, sps))
             yield out
         # Application permissions: app roles of resource APIs (e.g. Graph's Files.Read.All) held by apps.
         for resource in [sp for sp in sps.values() if sp.get("appRoles")]:
@@ -191,27 +148,9 @@ class EntraAdapter(AdapterBase):
             for page in self.http.odata_pages(url, {"$top": self.page(PAGE)}):
                 out = []
                 for a in page:
-                    if a.get("principalType") != "ServicePrincipal":
-                        continue
-                    sp = sps.get(a.get("principalId")) or {}
-                    out.append(
-                        IdpGrant(
-                            external_id=a["id"],
-                            client_id=sp.get("appId") or a.get("principalId") or "",
-                            app_name=sp.get("displayName") or a.get("principalDisplayName") or "",
-                            kind="oauth_consent",
-                            scopes=[roles.get(a.get("appRoleId")) or a.get("appRoleId") or ""],
-                            consent_type="all_principals",
-                            created_at=parse_time(a.get("createdDateTime")),
-                            extra={
-                                "type": "appRoleAssignment",
-                                "assignment_id": a["id"],
-                                "resource_id": resource["id"],
-                                "resource": resource.get("displayName") or "",
-                                "client_sp_id": a.get("principalId"),
-                            },
-                        )
-                    )
+                    grant = parse_app_role_assignment(a, resource, roles, sps)
+                    if grant is not None:
+                        out.append(grant)
                 if out:
                     yield out
 
@@ -300,21 +239,7 @@ class EntraAdapter(AdapterBase):
     def iter_devices(self) -> Iterator[list[IdpDevice]]:
         params = {"$top": self.page(PAGE), "$expand": "registeredOwners($select=id)"}
         for page in self.http.odata_pages("/v1.0/devices", params):
-            out = []
-            for d in page:
-                owners = d.get("registeredOwners") or []
-                out.append(
-                    IdpDevice(
-                        external_id=d.get("deviceId") or d.get("id") or "",
-                        name=d.get("displayName") or "",
-                        platform=_platform(d.get("operatingSystem") or ""),
-                        managed=bool(d.get("isManaged")),
-                        compliant=bool(d.get("isCompliant")),
-                        owner_external_id=owners[0].get("id") if owners else None,
-                        last_seen=parse_time(d.get("approximateLastSignInDateTime")),
-                    )
-                )
-            yield out
+            yield [parse_device(d) for d in page]
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
         params: dict[str, Any] = {"$top": self.page(1000)}
@@ -327,35 +252,126 @@ class EntraAdapter(AdapterBase):
                 occurred = parse_time(s.get("createdDateTime"))
                 if occurred is None or "id" not in s:
                     raise self.http.malformed("sign-in without id or createdDateTime", url)
-                dd = s.get("deviceDetail") or {}
-                device = None
-                if dd.get("deviceId") or dd.get("displayName"):
-                    device = IdpDevice(
-                        external_id=dd.get("deviceId") or "",
-                        name=dd.get("displayName") or "",
-                        platform=_platform(dd.get("operatingSystem") or ""),
-                        managed=bool(dd.get("isManaged")),
-                        compliant=bool(dd.get("isCompliant")),
-                        owner_external_id=s.get("userId"),
-                    )
-                status = s.get("status") or {}
-                out.append(
-                    IdpActivity(
-                        external_id=s["id"],
-                        occurred_at=occurred,
-                        action="signin",
-                        client_id=s.get("appId") or "",
-                        user_external_id=s.get("userId"),
-                        user_email=s.get("userPrincipalName") or "",
-                        device=device,
-                        ip=s.get("ipAddress") or "",
-                        user_agent=dd.get("browser") or "",
-                        outcome="success" if not status.get("errorCode") else "failure",
-                        data={
-                            "app_name": s.get("appDisplayName") or "",
-                            "resource": s.get("resourceDisplayName") or "",
-                            "client_app": s.get("clientAppUsed") or "",
-                        },
-                    )
-                )
+                out.append(parse_sign_in(s))
             yield out
+
+
+# --- parsers: one documented object in, domain records out (tests/contracts feeds them examples
+# built from Graph's CSDL, which has no examples of its own)
+
+
+def parse_user(u: dict, now: datetime) -> IdpUser:
+    if u.get("accountEnabled", True):
+        status = "active"
+    else:
+        leave = parse_time(u.get("employeeLeaveDateTime"))
+        status = "deprovisioned" if leave and leave <= now else "suspended"
+    return IdpUser(
+        external_id=u["id"],
+        email=u.get("mail") or u.get("userPrincipalName") or "",
+        name=u.get("displayName") or "",
+        department=u.get("department") or "",
+        manager_external_id=(u.get("manager") or {}).get("id"),
+        status=status,
+    )
+
+
+def parse_service_principal(sp: dict) -> IdpApp:
+    vp = sp.get("verifiedPublisher") or {}
+    return IdpApp(
+        client_id=sp["appId"],
+        name=sp.get("displayName") or sp["appId"],
+        publisher=vp.get("displayName") or "",
+        verified=bool(vp.get("verifiedPublisherId")),
+        external_id=sp["id"],
+    )
+
+
+def parse_permission_grant(g: dict, sps: dict[str, dict]) -> IdpGrant:
+    """Map an oAuth2PermissionGrant; ``sps`` (service principals by object id) names its client."""
+    gid, client_sp = g["id"], g["clientId"]
+    sp = sps.get(client_sp) or {}
+    all_principals = g["consentType"] == "AllPrincipals"
+    return IdpGrant(
+        external_id=gid,
+        client_id=sp.get("appId") or client_sp,
+        app_name=sp.get("displayName") or client_sp,
+        kind="oauth_consent",
+        scopes=(g.get("scope") or "").split(),
+        user_external_id=None if all_principals else g.get("principalId"),
+        consent_type="all_principals" if all_principals else "principal",
+        extra={
+            "type": "oauth2PermissionGrant",
+            "grant_id": gid,
+            "client_sp_id": client_sp,
+            "resource_id": g.get("resourceId"),
+        },
+    )
+
+
+def parse_app_role_assignment(a: dict, resource: dict, roles: dict, sps: dict[str, dict]) -> IdpGrant | None:
+    """Map an appRoleAssignment held by an app (an application permission); None for users and groups."""
+    if a.get("principalType") != "ServicePrincipal":
+        return None
+    sp = sps.get(a.get("principalId")) or {}
+    return IdpGrant(
+        external_id=a["id"],
+        client_id=sp.get("appId") or a.get("principalId") or "",
+        app_name=sp.get("displayName") or a.get("principalDisplayName") or "",
+        kind="oauth_consent",
+        scopes=[roles.get(a.get("appRoleId")) or a.get("appRoleId") or ""],
+        consent_type="all_principals",
+        created_at=parse_time(a.get("createdDateTime")),
+        extra={
+            "type": "appRoleAssignment",
+            "assignment_id": a["id"],
+            "resource_id": resource["id"],
+            "resource": resource.get("displayName") or "",
+            "client_sp_id": a.get("principalId"),
+        },
+    )
+
+
+def parse_device(d: dict) -> IdpDevice:
+    owners = d.get("registeredOwners") or []
+    return IdpDevice(
+        external_id=d.get("deviceId") or d.get("id") or "",
+        name=d.get("displayName") or "",
+        platform=_platform(d.get("operatingSystem") or ""),
+        managed=bool(d.get("isManaged")),
+        compliant=bool(d.get("isCompliant")),
+        owner_external_id=owners[0].get("id") if owners else None,
+        last_seen=parse_time(d.get("approximateLastSignInDateTime")),
+    )
+
+
+def parse_sign_in(s: dict) -> IdpActivity:
+    dd = s.get("deviceDetail") or {}
+    device = None
+    if dd.get("deviceId") or dd.get("displayName"):
+        device = IdpDevice(
+            external_id=dd.get("deviceId") or "",
+            name=dd.get("displayName") or "",
+            platform=_platform(dd.get("operatingSystem") or ""),
+            managed=bool(dd.get("isManaged")),
+            compliant=bool(dd.get("isCompliant")),
+            owner_external_id=s.get("userId"),
+        )
+    status = s.get("status") or {}
+    return IdpActivity(
+        external_id=s["id"],
+        occurred_at=parse_time(s.get("createdDateTime")),  # type: ignore[arg-type]
+        action="signin",
+        client_id=s.get("appId") or "",
+        user_external_id=s.get("userId"),
+        user_email=s.get("userPrincipalName") or "",
+        device=device,
+        ip=s.get("ipAddress") or "",
+        user_agent=dd.get("browser") or "",
+        outcome="success" if not status.get("errorCode") else "failure",
+        data={
+            "app_name": s.get("appDisplayName") or "",
+            "resource": s.get("resourceDisplayName") or "",
+            "client_app": s.get("clientAppUsed") or "",
+        },
+    )

@@ -93,6 +93,7 @@ class GitHubAdapter(AdapterBase):
         )
         self._logins_lock = threading.Lock()
         self._ids_by_login: dict[str, str] | None = None
+        self._pats_by_token: dict[int, int] | None = None
 
     @property
     def _org(self) -> str:
@@ -140,8 +141,7 @@ class GitHubAdapter(AdapterBase):
 
         def profile(member: tuple[str, str]) -> IdpUser:
             login, uid = member
-            u = self._user(login) or {}
-            return IdpUser(external_id=uid, email=u.get("email") or "", name=u.get("name") or login)
+            return parse_user(login, uid, self._user(login) or {})
 
         # members carry no email or name: fetch each profile, ``concurrency`` at a time, in order
         yield from batched(self.http.ordered_map(profile, members()), self.config.page_size)
@@ -163,17 +163,7 @@ class GitHubAdapter(AdapterBase):
         for page in self.http.link_pages(
             url, {"per_page": self.page(100)}, items=lambda body: (body or {}).get("installations")
         ):
-            yield [
-                IdpApp(
-                    client_id=f"github-app:{i.get('app_slug')}",
-                    name=i.get("app_slug") or str(i.get("app_id")),
-                    publisher="",
-                    verified=False,
-                    external_id=str(i.get("id")),
-                    kind="plugin",
-                )
-                for i in page
-            ]
+            yield [parse_installation(i) for i in page]
 
     # --- grants
 
@@ -182,32 +172,9 @@ class GitHubAdapter(AdapterBase):
         for page in self.http.link_pages(url, {"per_page": self.page(100)}):
             out = []
             for p in page:
-                try:
-                    pat_id, owner = p["id"], p["owner"]
-                except (KeyError, TypeError):
+                if not isinstance(p, dict) or "id" not in p or not isinstance(p.get("owner"), dict):
                     raise self.http.malformed("PAT without id/owner", url)
-                name = p.get("token_name") or "fine-grained PAT"
-                out.append(
-                    IdpGrant(
-                        external_id=f"pat:{pat_id}",
-                        client_id=pat_client_id(name),
-                        app_name=name,
-                        kind="personal_access_token",
-                        scopes=_perm_scopes(p.get("permissions")),
-                        user_external_id=str(owner.get("id")),
-                        created_at=parse_time(p.get("access_granted_at")),
-                        expires_at=parse_time(p.get("token_expires_at")),
-                        last_used_at=parse_time(p.get("token_last_used_at")),
-                        extra={
-                            "type": "fine_grained",
-                            "pat_id": pat_id,
-                            "token_id": p.get("token_id"),
-                            "owner_login": owner.get("login"),
-                            "repository_selection": p.get("repository_selection"),
-                            "token_expired": bool(p.get("token_expired")),
-                        },
-                    )
-                )
+                out.append(parse_pat(p))
             yield out
         # classic PATs authorised for SAML single sign-on
         url = f"/orgs/{self._org}/credential-authorizations"
@@ -217,34 +184,11 @@ class GitHubAdapter(AdapterBase):
                 logins = self._login_map()
             out = []
             for c in page:
-                if c.get("credential_type") != "personal access token":
-                    continue
                 if "credential_id" not in c:
                     raise self.http.malformed("credential authorization without credential_id", url)
-                name = (
-                    c.get("authorized_credential_title")
-                    or c.get("authorized_credential_note")
-                    or "classic PAT"
-                )
-                out.append(
-                    IdpGrant(
-                        external_id=f"cred:{c['credential_id']}",
-                        client_id=pat_client_id(name),
-                        app_name=name,
-                        kind="personal_access_token",
-                        scopes=list(c.get("scopes") or []),
-                        user_external_id=logins.get((c.get("login") or "").lower()),
-                        created_at=parse_time(c.get("credential_authorized_at")),
-                        expires_at=parse_time(c.get("authorized_credential_expires_at")),
-                        last_used_at=parse_time(c.get("credential_accessed_at")),
-                        token_hint=c.get("token_last_eight") or "",
-                        extra={
-                            "type": "classic",
-                            "credential_id": c["credential_id"],
-                            "owner_login": c.get("login"),
-                        },
-                    )
-                )
+                grant = parse_credential_authorization(c, logins)
+                if grant is not None:
+                    out.append(grant)
             if out:
                 yield out
 
@@ -256,25 +200,7 @@ class GitHubAdapter(AdapterBase):
             for r in page:
                 if "id" not in r:
                     raise self.http.malformed("PAT request without id", url)
-                owner = r.get("owner") or {}
-                name = r.get("token_name") or "fine-grained PAT"
-                out.append(
-                    IdpAccessRequest(
-                        external_id=str(r["id"]),
-                        client_id=pat_client_id(name),
-                        app_name=name,
-                        scopes=_perm_scopes(r.get("permissions")),
-                        user_external_id=str(owner.get("id")) if owner.get("id") is not None else None,
-                        reason=r.get("reason") or "",
-                        created_at=parse_time(r.get("created_at")),
-                        expires_at=parse_time(r.get("token_expires_at")),
-                        extra={
-                            "request_id": r["id"],
-                            "owner_login": owner.get("login"),
-                            "token_id": r.get("token_id"),
-                        },
-                    )
-                )
+                out.append(parse_pat_request(r))
             yield out
 
     def revoke_grant(self, ref: GrantRef, *, confirm_tenant_wide: bool = False) -> RevokeOutcome:
@@ -319,13 +245,18 @@ class GitHubAdapter(AdapterBase):
 
     # --- activity
 
-    @staticmethod
-    def _audit_data(e: dict) -> dict[str, Any]:
-        keys = ("programmatic_access_type", "pat_id", "token_id", "token_scopes", "actor")
-        data = {k: e[k] for k in keys if k in e}
-        if e.get("pat_id"):
-            data["grant_external_id"] = f"pat:{e['pat_id']}"
-        return data
+    def _pat_ids_by_token(self) -> dict[int, int]:
+        """Map token_id -> pat_id from the PAT listing: audit events name the token, not the PAT grant."""
+        with self._logins_lock:
+            if self._pats_by_token is None:
+                url = f"/orgs/{self._org}/personal-access-tokens"
+                self._pats_by_token = {
+                    p["token_id"]: p["id"]
+                    for page in self.http.link_pages(url, {"per_page": self.page(100)})
+                    for p in page
+                    if isinstance(p, dict) and "token_id" in p and "id" in p
+                }
+            return self._pats_by_token
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
         params: dict[str, Any] = {"per_page": self.page(100), "include": "all"}
@@ -335,18 +266,108 @@ class GitHubAdapter(AdapterBase):
         for page in self.http.link_pages(url, params):
             out = []
             for e in page:
-                occurred = parse_time(e.get("@timestamp") or e.get("created_at"))
-                if occurred is None:
+                if parse_time(e.get("@timestamp") or e.get("created_at")) is None:
                     raise self.http.malformed("audit event without @timestamp", url)
-                out.append(
-                    IdpActivity(
-                        external_id=str(e.get("_document_id") or f"{e.get('@timestamp')}:{e.get('action')}"),
-                        occurred_at=occurred,
-                        action=e.get("action") or "",
-                        user_external_id=str(e["actor_id"]) if e.get("actor_id") is not None else None,
-                        ip=e.get("actor_ip") or "",
-                        user_agent=e.get("user_agent") or "",
-                        data=self._audit_data(e),
-                    )
-                )
+                pats = self._pat_ids_by_token() if e.get("token_id") is not None else {}
+                out.append(parse_audit_event(e, pats))
             yield out
+
+
+# --- parsers: one documented object in, domain records out (tests/contracts feeds them the
+# descriptions' own examples)
+
+
+def parse_user(login: str, uid: str, profile: dict) -> IdpUser:
+    """Map a member (login, id) and its public-user/private-user profile to an IdpUser."""
+    return IdpUser(external_id=uid, email=profile.get("email") or "", name=profile.get("name") or login)
+
+
+def parse_installation(i: dict) -> IdpApp:
+    return IdpApp(
+        client_id=f"github-app:{i.get('app_slug')}",
+        name=i.get("app_slug") or str(i.get("app_id")),
+        publisher="",
+        verified=False,
+        external_id=str(i.get("id")),
+        kind="plugin",
+    )
+
+
+def parse_pat(p: dict) -> IdpGrant:
+    """Map an organization-programmatic-access-grant (a fine-grained PAT) to a grant."""
+    owner = p["owner"]
+    name = p.get("token_name") or "fine-grained PAT"
+    return IdpGrant(
+        external_id=f"pat:{p['id']}",
+        client_id=pat_client_id(name),
+        app_name=name,
+        kind="personal_access_token",
+        scopes=_perm_scopes(p.get("permissions")),
+        user_external_id=str(owner.get("id")),
+        created_at=parse_time(p.get("access_granted_at")),
+        expires_at=parse_time(p.get("token_expires_at")),
+        last_used_at=parse_time(p.get("token_last_used_at")),
+        extra={
+            "type": "fine_grained",
+            "pat_id": p["id"],
+            "token_id": p.get("token_id"),
+            "owner_login": owner.get("login"),
+            "repository_selection": p.get("repository_selection"),
+            "token_expired": bool(p.get("token_expired")),
+        },
+    )
+
+
+def parse_credential_authorization(c: dict, logins: dict[str, str]) -> IdpGrant | None:
+    """Map a SAML SSO credential authorization to a grant; None for anything but a classic PAT."""
+    if c.get("credential_type") != "personal access token":
+        return None
+    name = c.get("authorized_credential_title") or c.get("authorized_credential_note") or "classic PAT"
+    return IdpGrant(
+        external_id=f"cred:{c['credential_id']}",
+        client_id=pat_client_id(name),
+        app_name=name,
+        kind="personal_access_token",
+        scopes=list(c.get("scopes") or []),
+        user_external_id=logins.get((c.get("login") or "").lower()),
+        created_at=parse_time(c.get("credential_authorized_at")),
+        expires_at=parse_time(c.get("authorized_credential_expires_at")),
+        last_used_at=parse_time(c.get("credential_accessed_at")),
+        token_hint=c.get("token_last_eight") or "",
+        extra={"type": "classic", "credential_id": c["credential_id"], "owner_login": c.get("login")},
+    )
+
+
+def parse_pat_request(r: dict) -> IdpAccessRequest:
+    owner = r.get("owner") or {}
+    name = r.get("token_name") or "fine-grained PAT"
+    return IdpAccessRequest(
+        external_id=str(r["id"]),
+        client_id=pat_client_id(name),
+        app_name=name,
+        scopes=_perm_scopes(r.get("permissions")),
+        user_external_id=str(owner.get("id")) if owner.get("id") is not None else None,
+        reason=r.get("reason") or "",
+        created_at=parse_time(r.get("created_at")),
+        expires_at=parse_time(r.get("token_expires_at")),
+        extra={"request_id": r["id"], "owner_login": owner.get("login"), "token_id": r.get("token_id")},
+    )
+
+
+AUDIT_KEYS = ("programmatic_access_type", "token_id", "hashed_token", "token_scopes", "actor")
+
+
+def parse_audit_event(e: dict, pat_ids_by_token: dict[int, int]) -> IdpActivity:
+    """Map an audit-log-event; ``pat_ids_by_token`` links a token_id to its fine-grained PAT grant."""
+    data: dict[str, Any] = {k: e[k] for k in AUDIT_KEYS if k in e}
+    pat_id = pat_ids_by_token.get(e["token_id"]) if e.get("token_id") is not None else None
+    if pat_id is not None:
+        data["grant_external_id"] = f"pat:{pat_id}"
+    return IdpActivity(
+        external_id=str(e.get("_document_id") or f"{e.get('@timestamp')}:{e.get('action')}"),
+        occurred_at=parse_time(e.get("@timestamp") or e.get("created_at")),  # type: ignore[arg-type]
+        action=e.get("action") or "",
+        user_external_id=str(e["actor_id"]) if e.get("actor_id") is not None else None,
+        ip=e.get("actor_ip") or "",
+        data=data,
+    )

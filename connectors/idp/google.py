@@ -115,7 +115,7 @@ class GoogleWorkspaceAdapter(AdapterBase):
 
     def iter_users(self) -> Iterator[list[IdpUser]]:
         # The manager relation names an email, so resolve it after the whole directory is in hand.
-        raw: list[tuple] = []
+        raw: list[tuple[IdpUser, str | None]] = []
         ids: dict[str, str] = {}
         for page in self._raw_users():
             for u in page:
@@ -124,33 +124,11 @@ class GoogleWorkspaceAdapter(AdapterBase):
                 except (KeyError, TypeError):
                     raise self.http.malformed("user without id or primaryEmail", f"{DIRECTORY}/users")
                 ids[email.lower()] = uid
-                manager = next(
-                    (r.get("value") for r in u.get("relations") or () if r.get("type") == "manager"), None
-                )
-                orgs = u.get("organizations") or []
-                org = next((o for o in orgs if o.get("primary")), orgs[0] if orgs else {})
-                dept = org.get("department") or (u.get("orgUnitPath") or "").strip("/").split("/")[-1]
-                if u.get("archived") or u.get("deletionTime"):
-                    status = "deprovisioned"
-                elif u.get("suspended"):
-                    status = "suspended"
-                else:
-                    status = "active"
-                name = (u.get("name") or {}).get("fullName") or ""
-                raw.append((uid, email, name, dept, manager, status))
+                raw.append(parse_user(u))
         self._ids_by_email = ids
-        users = (
-            IdpUser(
-                external_id=uid,
-                email=email,
-                name=name,
-                department=dept,
-                manager_external_id=ids.get(manager.lower()) if manager else None,
-                status=status,
-            )
-            for uid, email, name, dept, manager, status in raw
-        )
-        yield from batched(users, self.config.page_size)
+        for user, manager in raw:
+            user.manager_external_id = ids.get(manager.lower()) if manager else None
+        yield from batched((user for user, _ in raw), self.config.page_size)
 
     def _user_ids(self) -> Iterator[str]:
         for page in self._raw_users():
@@ -181,27 +159,9 @@ class GoogleWorkspaceAdapter(AdapterBase):
             raise self.http.malformed("token list has no items list", url)
         out = []
         for t in body.get("items", []):
-            try:
-                client_id = t["clientId"]
-            except (KeyError, TypeError):
+            if not isinstance(t, dict) or "clientId" not in t:
                 raise self.http.malformed("token without clientId", url)
-            key = t.get("userKey") or user_key
-            out.append(
-                IdpGrant(
-                    external_id=f"{key}:{client_id}",
-                    client_id=client_id,
-                    app_name=t.get("displayText") or client_id,
-                    kind="oauth_consent",
-                    scopes=list(t.get("scopes") or []),
-                    user_external_id=key,
-                    extra={
-                        "user_key": key,
-                        "client_id": client_id,
-                        "native_app": bool(t.get("nativeApp")),
-                        "anonymous": bool(t.get("anonymous")),
-                    },
-                )
-            )
+            out.append(parse_token(user_key, t))
         return out
 
     def iter_grants(self) -> Iterator[list[IdpGrant]]:
@@ -251,34 +211,7 @@ class GoogleWorkspaceAdapter(AdapterBase):
         ):
             if emails is None:
                 emails = self._email_map()
-            out = []
-            for d in page:
-                owner = (d.get("email") or [None])[0]
-                os_name = d.get("os") or ""
-                dtype = d.get("type") or ""
-                platform = (
-                    "iOS"
-                    if "IOS" in dtype or os_name.startswith("iOS")
-                    else (
-                        "Android"
-                        if "ANDROID" in dtype or os_name.startswith("Android")
-                        else os_name.split(" ")[0]
-                    )
-                )
-                out.append(
-                    IdpDevice(
-                        external_id=d.get("deviceId") or d.get("resourceId") or "",
-                        name=d.get("model") or "",
-                        platform=platform,
-                        managed=d.get("status") == "APPROVED",
-                        compliant=(d.get("deviceCompromisedStatus") or "")
-                        .lower()
-                        .startswith("no compromise"),
-                        owner_external_id=emails.get(owner.lower()) if owner else None,
-                        last_seen=parse_time(d.get("lastSync")),
-                    )
-                )
-            yield out
+            yield [parse_mobile_device(d, emails) for d in page]
 
     def iter_activity(self, since: datetime | None = None) -> Iterator[list[IdpActivity]]:
         url = "/admin/reports/v1/activity/users/all/applications/token"
@@ -288,30 +221,96 @@ class GoogleWorkspaceAdapter(AdapterBase):
         for page in self.http.token_pages(url, params, "items"):
             out = []
             for item in page:
-                ident = item.get("id") or {}
-                occurred = parse_time(ident.get("time"))
-                if occurred is None:
+                if parse_time((item.get("id") or {}).get("time")) is None:
                     raise self.http.malformed("activity without id.time", url)
-                actor = item.get("actor") or {}
-                for n, ev in enumerate(item.get("events") or ()):
-                    params_ = {
-                        p.get("name"): p.get("value", p.get("multiValue")) for p in ev.get("parameters") or ()
-                    }
-                    out.append(
-                        IdpActivity(
-                            external_id=f"{ident.get('time')}:{ident.get('uniqueQualifier')}:{n}",
-                            occurred_at=occurred,
-                            action=f"token.{ev.get('name', 'event')}",
-                            client_id=params_.get("client_id") or "",
-                            user_external_id=actor.get("profileId"),
-                            user_email=actor.get("email") or "",
-                            ip=item.get("ipAddress") or "",
-                            data={
-                                "grant_external_id": f"{actor.get('profileId')}:{params_.get('client_id')}",
-                                "app_name": params_.get("app_name") or "",
-                                "scopes": params_.get("scope") or [],
-                                "client_type": params_.get("client_type") or "",
-                            },
-                        )
-                    )
+                out.extend(parse_activity(item))
             yield out
+
+
+# --- parsers: one documented object in, domain records out (tests/contracts feeds them examples
+# built from the discovery documents' schemas, which have no examples of their own)
+
+
+def parse_user(u: dict) -> tuple[IdpUser, str | None]:
+    """Map a User; return it with its manager's email (resolved to an id once the directory is read)."""
+    uid, email = u["id"], u["primaryEmail"]
+    manager = next((r.get("value") for r in u.get("relations") or () if r.get("type") == "manager"), None)
+    orgs = u.get("organizations") or []
+    org = next((o for o in orgs if o.get("primary")), orgs[0] if orgs else {})
+    dept = org.get("department") or (u.get("orgUnitPath") or "").strip("/").split("/")[-1]
+    if u.get("archived") or u.get("deletionTime"):
+        status = "deprovisioned"
+    elif u.get("suspended"):
+        status = "suspended"
+    else:
+        status = "active"
+    name = (u.get("name") or {}).get("fullName") or ""
+    return IdpUser(external_id=uid, email=email, name=name, department=dept, status=status), manager
+
+
+def parse_token(user_key: str, t: dict) -> IdpGrant:
+    client_id = t["clientId"]
+    key = t.get("userKey") or user_key
+    return IdpGrant(
+        external_id=f"{key}:{client_id}",
+        client_id=client_id,
+        app_name=t.get("displayText") or client_id,
+        kind="oauth_consent",
+        scopes=list(t.get("scopes") or []),
+        user_external_id=key,
+        extra={
+            "user_key": key,
+            "client_id": client_id,
+            "native_app": bool(t.get("nativeApp")),
+            "anonymous": bool(t.get("anonymous")),
+        },
+    )
+
+
+def parse_mobile_device(d: dict, emails: dict[str, str]) -> IdpDevice:
+    owner = (d.get("email") or [None])[0]
+    os_name = d.get("os") or ""
+    dtype = d.get("type") or ""
+    if "IOS" in dtype or os_name.startswith("iOS"):
+        platform = "iOS"
+    elif "ANDROID" in dtype or os_name.startswith("Android"):
+        platform = "Android"
+    else:
+        platform = os_name.split(" ")[0]
+    return IdpDevice(
+        external_id=d.get("deviceId") or d.get("resourceId") or "",
+        name=d.get("model") or "",
+        platform=platform,
+        managed=d.get("status") == "APPROVED",
+        compliant=(d.get("deviceCompromisedStatus") or "").lower().startswith("no compromise"),
+        owner_external_id=emails.get(owner.lower()) if owner else None,
+        last_seen=parse_time(d.get("lastSync")),
+    )
+
+
+def parse_activity(item: dict) -> list[IdpActivity]:
+    """Map one Activity (a token event record) to one IdpActivity per event in it."""
+    ident = item.get("id") or {}
+    occurred = parse_time(ident.get("time"))
+    actor = item.get("actor") or {}
+    out = []
+    for n, ev in enumerate(item.get("events") or ()):
+        params = {p.get("name"): p.get("value", p.get("multiValue")) for p in ev.get("parameters") or ()}
+        out.append(
+            IdpActivity(
+                external_id=f"{ident.get('time')}:{ident.get('uniqueQualifier')}:{n}",
+                occurred_at=occurred,  # type: ignore[arg-type]
+                action=f"token.{ev.get('name', 'event')}",
+                client_id=params.get("client_id") or "",
+                user_external_id=actor.get("profileId"),
+                user_email=actor.get("email") or "",
+                ip=item.get("ipAddress") or "",
+                data={
+                    "grant_external_id": f"{actor.get('profileId')}:{params.get('client_id')}",
+                    "app_name": params.get("app_name") or "",
+                    "scopes": params.get("scope") or [],
+                    "client_type": params.get("client_type") or "",
+                },
+            )
+        )
+    return out
