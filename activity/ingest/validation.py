@@ -1,7 +1,7 @@
 """Validating a gateway's batch: every bad field reported by event index, or the events.
 
-Two paths give the same answer. ``decode`` first reads the body straight into typed structs
-(msgspec checks types and lengths in C, several times faster than ``json.loads`` and a walk in
+Two paths give the same answer. ``decode`` first reads the body straight into the typed structs
+of ``wire`` (msgspec checks types and lengths in C, several times faster than ``json.loads`` and a walk in
 Python), then applies the rules that need Python (times, emails, URLs, addresses). Anything that
 path does not accept as it stands goes to ``validate``, which walks the parsed JSON and lists
 every problem by event index; tests hold the two to the same verdicts.
@@ -12,10 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from django.core.exceptions import ValidationError
@@ -24,12 +23,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.chain import normalise_ip
-from audit.models import AuditEvent
+
+from . import wire
 
 MAX_ERRORS = 100
-_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+_ACTION = wire.ACTION
 _validate_url = URLValidator(schemes=["http", "https"])
-OUTCOMES = set(AuditEvent.Outcome.values)
+OUTCOMES = wire.OUTCOMES
 
 
 class BatchTooLarge(Exception):
@@ -291,63 +291,6 @@ class MalformedJSON(Exception):
     """The request body is not JSON."""
 
 
-def _text(max_length: int, *, required: bool = False) -> Any:
-    return Annotated[str, msgspec.Meta(min_length=1 if required else 0, max_length=max_length)]
-
-
-# The same fields and limits as _validate_one; absent, null and "" all mean "not given".
-_Text16, _Text50, _Text61, _Text64 = _text(16), _text(50), _text(61), _text(64)
-_Text100, _Text200, _Text254 = _text(100), _text(200), _text(254)
-_Text255, _Text500, _Text1000 = _text(255), _text(500), _text(1000)
-_Id128, _Id200, _Time64, _Action61 = (
-    _text(128, required=True),
-    _text(200, required=True),
-    _text(64, required=True),
-    _text(61, required=True),
-)
-
-
-class _Actor(msgspec.Struct):
-    email: _Text254 | None = None
-    source: _Text100 | None = None
-    external_id: _Text200 | None = None
-    name: _Text200 | None = None
-
-
-class _Device(msgspec.Struct):
-    id: _Id200
-    name: _Text200 | None = None
-    platform: _Text50 | None = None
-    managed: bool = False
-
-
-class _Connector(msgspec.Struct):
-    source: _Text100 | None = None
-    client_id: _Text255 | None = None
-    mcp_server_url: _Text500 | None = None
-    name: _Text200 | None = None
-
-
-class _Event(msgspec.Struct):
-    id: _Id128
-    time: _Time64
-    action: _Action61
-    actor: _Actor
-    connector: _Connector
-    outcome: _Text16 | None = None
-    device: _Device | None = None
-    resource: _Text1000 | None = None
-    user_agent: _Text500 | None = None
-    ip: _Text64 | None = None
-
-
-class _Batch(msgspec.Struct):
-    events: list[_Event]
-
-
-_decoder = msgspec.json.Decoder(_Batch)
-
-
 class _Unfit(Exception):
     """An event breaks a rule: the field-by-field validator will say which."""
 
@@ -356,7 +299,7 @@ def _unfit(field_: str, message: str) -> None:
     raise _Unfit
 
 
-def _from_structs(structs: list[_Event]) -> list[Event] | None:
+def _from_structs(structs: list[wire.Event]) -> list[Event] | None:
     """Apply the rules types cannot express; None at the first event that breaks one."""
     events: list[Event] = []
     seen: set[str] = set()
@@ -405,7 +348,7 @@ def decode(body: bytes, *, max_events: int) -> list[Event]:
     # A NUL escape is left to the slow path, which names the field (no database stores NUL).
     if b"\\u0000" not in body:
         try:
-            batch = _decoder.decode(body)
+            batch = wire.decoder.decode(body)
         except msgspec.MsgspecError:
             pass
         else:
