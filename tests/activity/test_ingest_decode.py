@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from activity.ingest import validation
 from activity import ingest
+from activity.ingest import validation
 
 MAX = 50
 
