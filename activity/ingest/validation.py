@@ -87,12 +87,14 @@ def _email_ok(value: str) -> bool:
 
 
 def _time(value: str) -> dt.datetime | None:
-    """Return an RFC 3339 date-time with its zone, or None."""
+    """Return an RFC 3339 date-time with its zone, as the same instant in UTC, or None."""
     try:
         when = parse_datetime(value)
-    except ValueError:
+        # In UTC: PostgreSQL refuses an offset beyond 15:59 that Python accepts (e.g. -17:15), and
+        # an instant outside years 1 to 9999 (0001-01-01T00:00:00+05:00) is no datetime at all.
+        return when.astimezone(dt.UTC) if when is not None and when.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return when if when is not None and when.tzinfo is not None else None
 
 
 @functools.lru_cache(maxsize=4096)

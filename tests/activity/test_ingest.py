@@ -476,6 +476,35 @@ def test_grant_last_used_only_moves_forward(client, gateway, known):
     assert grant.last_used_at == later
 
 
+def _times_at_the_edges_are_kept_as_instants_or_refused(client, raw: str) -> None:
+    # Found by fuzzing: PostgreSQL refuses an offset beyond 15:59 that RFC 3339 and Python allow.
+    response = post(client, raw, {"events": [event(1, time="0587-11-27T07:30:40-17:15")]})
+
+    assert response.status_code == 200, response.content
+    recorded = AuditEvent.objects.get(action="ai.tool_call")
+    assert recorded.occurred_at == dt.datetime(587, 11, 28, 0, 45, 40, tzinfo=dt.UTC)
+
+    for time in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        response = post(client, raw, {"events": [event(2, time=time)]})
+        assert response.status_code == 400
+        assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "time")]
+    assert AuditEvent.objects.filter(action="ai.tool_call").count() == 1
+
+
+def test_a_time_with_any_offset_is_recorded_as_its_instant_and_one_outside_the_years_is_refused(
+    client, gateway, known
+):
+    _times_at_the_edges_are_kept_as_instants_or_refused(client, gateway[1])
+
+
+@pytest.mark.services
+def test_on_postgresql_a_time_with_a_large_offset_is_recorded_and_one_outside_the_years_refused(
+    client, gateway, known
+):
+    assert connection.vendor == "postgresql"
+    _times_at_the_edges_are_kept_as_instants_or_refused(client, gateway[1])
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_blocked_by_a_concurrent_writer_gets_503_and_records_nothing(client, iam, google):

@@ -56,6 +56,9 @@ SPECIFIC = [
     (("time",), "2026-11-29T10:15:00"),  # no zone
     (("time",), "2026-13-01T00:00:00Z"),
     (("time",), "2026-11-29T10:15:00.123456Z"),
+    (("time",), "0587-11-27T07:30:40-17:15"),  # an offset PostgreSQL refuses: kept as UTC
+    (("time",), "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+    (("time",), "9999-12-31T23:59:59-05:00"),  # after year 9999 in UTC
     (("action",), "Tool Call"),
     (("action",), "ai.file.read"),
     (("outcome",), "maybe"),
