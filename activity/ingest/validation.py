@@ -190,6 +190,9 @@ def _check_connector(event: Event, report: Report) -> None:
     if event.mcp_server_url:
         if not _url_ok(event.mcp_server_url):
             report("connector.mcp_server_url", "Enter a valid http(s) URL.")
+        # A client id means nothing without its source; resolution would look the pair up.
+        if event.client_id and not event.connector_source:
+            report("connector.source", "Name the identity source of client_id, or leave client_id out.")
     elif not (event.connector_source and event.client_id):
         report("connector", "Give either source and client_id, or mcp_server_url.")
 

@@ -22,8 +22,21 @@ ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 OUTCOMES = set(AuditEvent.Outcome.values)
 
 
-def _text(max_length: int, *, required: bool = False, **meta: Any) -> Any:
-    return Annotated[str, msgspec.Meta(min_length=1 if required else 0, max_length=max_length, **meta)]
+# No database stores NUL: validation refuses it (decode leaves a \u0000 escape to the field-by-field
+# path). Said in the schema only, since a pattern on every field would slow the decoder.
+NO_NUL = "^[^\u0000]*$"
+
+
+def _text(
+    max_length: int, *, required: bool = False, extra_json_schema: dict | None = None, **meta: Any
+) -> Any:
+    schema = {"pattern": NO_NUL, **(extra_json_schema or {})}
+    return Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1 if required else 0, max_length=max_length, extra_json_schema=schema, **meta
+        ),
+    ]
 
 
 _SOURCE = "An identity source's name, or its kind when only one source has it."
@@ -72,7 +85,10 @@ _CONNECTOR_NAMED = msgspec.Meta(
         "anyOf": [
             {"required": ["source", "client_id"], "properties": {"source": _GIVEN, "client_id": _GIVEN}},
             {"required": ["mcp_server_url"], "properties": {"mcp_server_url": _GIVEN}},
-        ]
+        ],
+        # A client id needs its source, even beside an MCP server URL.
+        "if": {"required": ["client_id"], "properties": {"client_id": _GIVEN}},
+        "then": {"required": ["source"], "properties": {"source": _GIVEN}},
     }
 )
 # "" is "not given" like null, so it is a valid outcome on the wire.
@@ -106,7 +122,15 @@ class Event(msgspec.Struct):
     device: Device | None = None
     resource: _text(1000, description="What the action touched, e.g. drive:file/1AbC.") | None = None
     user_agent: _text(500) | None = None
-    ip: _text(64, description="The client's IPv4 or IPv6 address.", examples=["203.0.113.7"]) | None = None
+    ip: (
+        _text(
+            64,
+            description="The client's IPv4 or IPv6 address.",
+            examples=["203.0.113.7", "2001:db8::7"],
+            extra_json_schema={"anyOf": [{"maxLength": 0}, {"format": "ipv4"}, {"format": "ipv6"}]},
+        )
+        | None
+    ) = None
 
 
 class EventBatch(msgspec.Struct):

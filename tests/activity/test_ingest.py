@@ -336,6 +336,21 @@ def test_ingest_runs_a_constant_number_of_queries_for_1_and_50_events(
 # --- validation and limits ------------------------------------------------------------------------
 
 
+def test_a_client_id_without_its_source_beside_an_mcp_url_is_refused_not_a_server_error(client, gateway):
+    # Found by fuzzing: resolution looked the (source, client id) pair up and failed with a KeyError.
+    connector = {
+        "client_id": "notes.apps.googleusercontent.com",
+        "mcp_server_url": "https://mcp.example.net/sse",
+    }
+
+    response = post(client, gateway[1], {"events": [event(1, connector=connector)]})
+
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "connector.source")]
+    assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
+    assert not Connector.objects.exists()
+
+
 def test_a_bad_event_rejects_the_whole_batch_with_errors_by_index(client, gateway, known):
     body = {
         "events": [

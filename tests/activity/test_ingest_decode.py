@@ -99,6 +99,10 @@ def _cases():
         "an mcp server instead of a client",
         [_with(("connector",), {"mcp_server_url": "https://m.example"})],
     )
+    yield (
+        "a client id without its source beside an mcp server",
+        [_with(("connector",), {"client_id": "notes.apps", "mcp_server_url": "https://m.example"})],
+    )
     yield "a repeated id", [GOOD, GOOD]
     yield "two good events", [GOOD, _with(("id",), "evt-2")]
     yield "a bad event after a good one", [GOOD, _with(("time",), "yesterday")]
