@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -197,12 +198,27 @@ def _check_connector(event: Event, report: Report) -> None:
         report("connector", "Give either source and client_id, or mcp_server_url.")
 
 
+def _ipv4_compatible(ip: str) -> bool:
+    """Return whether an address is IPv4-compatible IPv6 (``::1.2.3.4``, deprecated by RFC 4291)."""
+    return ip.startswith("::") and 2**16 <= int(ipaddress.IPv6Address(ip)) < 2**32
+
+
 def _check_ip(value: str, report: Report) -> str | None:
     try:
-        return normalise_ip(value)
+        ip = normalise_ip(value)
     except ValueError:
         report("ip", "Enter a valid IPv4 or IPv6 address.")
         return None
+    # Both found by fuzzing on PostgreSQL: its inet type refuses a zone (a 500), and prints an
+    # IPv4-compatible address dotted (::0.59.192.76) where Python prints ::3b:c04c, so the chain's
+    # hash over the latter no longer matched the row (verify failed).
+    if "%" in ip:
+        report("ip", "An address without a zone (no %...).")
+        return None
+    if _ipv4_compatible(ip):
+        report("ip", "IPv4-compatible addresses (::a.b.c.d) are deprecated: send the IPv4 address.")
+        return None
+    return ip
 
 
 def _validate_one(i: int, raw: Any, errors: ErrorList) -> Event | None:

@@ -125,9 +125,15 @@ class Event(msgspec.Struct):
     ip: (
         _text(
             64,
-            description="The client's IPv4 or IPv6 address.",
+            description=(
+                "The client's IPv4 or IPv6 address: without a zone (%eth0), and not in the deprecated "
+                "IPv4-compatible form (::a.b.c.d)."
+            ),
             examples=["203.0.113.7", "2001:db8::7"],
-            extra_json_schema={"anyOf": [{"maxLength": 0}, {"format": "ipv4"}, {"format": "ipv6"}]},
+            extra_json_schema={
+                "anyOf": [{"maxLength": 0}, {"format": "ipv4"}, {"format": "ipv6"}],
+                "not": {"pattern": "%"},
+            },
         )
         | None
     ) = None

@@ -351,6 +351,29 @@ def test_a_client_id_without_its_source_beside_an_mcp_url_is_refused_not_a_serve
     assert not Connector.objects.exists()
 
 
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "::0.59.192.76", "::1.2.3.4"])
+def test_an_address_postgresql_cannot_keep_as_hashed_is_refused(client, gateway, known, ip):
+    # Found by fuzzing: a zone made PostgreSQL refuse the row (500); an IPv4-compatible address came
+    # back from PostgreSQL in another form than the one hashed, and the chain failed verification.
+    response = post(client, gateway[1], {"events": [event(1, ip=ip)]})
+
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "ip")]
+    assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("ip", ["::ffff:1.2.3.4", "::ffff", "2001:db8::1.2.3.4", "::1", "203.0.113.7"])
+def test_on_postgresql_an_address_with_ipv4_parts_is_recorded_and_the_chain_verifies(
+    client, gateway, known, ip
+):
+    assert connection.vendor == "postgresql"
+
+    assert post(client, gateway[1], {"events": [event(1, ip=ip)]}).status_code == 200
+
+    assert verify().ok
+
+
 def test_a_bad_event_rejects_the_whole_batch_with_errors_by_index(client, gateway, known):
     body = {
         "events": [

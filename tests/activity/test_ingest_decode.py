@@ -64,6 +64,10 @@ SPECIFIC = [
     (("outcome",), "maybe"),
     (("ip",), "10.0.0.300"),
     (("ip",), " 10.0.0.1"),
+    (("ip",), "fe80::1%eth0"),  # a zone: PostgreSQL's inet refuses it
+    (("ip",), "::0.59.192.76"),  # IPv4-compatible: PostgreSQL prints it otherwise than Python
+    (("ip",), "::ffff:1.2.3.4"),  # IPv4-mapped: fine
+    (("ip",), "::ffff"),
     (("actor", "email"), "not-an-email"),
     (("actor", "email"), "EMMA@Example.COM"),
     (("connector", "mcp_server_url"), "ftp://mcp.example.com"),
