@@ -1,4 +1,8 @@
-"""The gateway API: ``POST /api/v1/events`` with an ingest key, and its OpenAPI document."""
+"""The gateway API: ``POST /api/v1/events`` with an ingest key.
+
+Every answer is encoded from a struct below (or ``ingest.IngestResult``); ``activity.openapi``
+documents the endpoint from the same structs.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import hmac
 import logging
 import math
 from datetime import timedelta
-from pathlib import Path
+from typing import Annotated
 
+import msgspec
 from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
 from audit.models import IngestKey
 from audit.services import INGEST_KEY_PREFIX, hash_ingest_key
@@ -22,17 +27,45 @@ from audit.services import INGEST_KEY_PREFIX, hash_ingest_key
 from . import ingest
 
 logger = logging.getLogger(__name__)
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _DUMMY_HASH = hash_ingest_key("lanyard-no-such-key")
 UNAUTHORIZED = "Invalid or revoked ingest key."
 KEY_USE_PRECISION = timedelta(minutes=1)
 
 
-def _error(status: int, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+class Error(msgspec.Struct):
+    """Why the request was refused; nothing was recorded."""
+
+    error: Annotated[str, msgspec.Meta(description="What went wrong, in a sentence.")]
 
 
-def _unauthorized() -> JsonResponse:
+class FieldError(msgspec.Struct):
+    """One problem with one field of one event."""
+
+    index: Annotated[
+        int | None, msgspec.Meta(description="Position of the event in the batch; null for the batch itself.")
+    ]
+    field: Annotated[str, msgspec.Meta(description="Dotted path, e.g. actor.email; empty for a whole event.")]
+    message: str
+
+
+class InvalidBatch(msgspec.Struct, omit_defaults=True):
+    """Malformed JSON, or invalid events, each error naming the event's index and field."""
+
+    error: Annotated[str, msgspec.Meta(description="What went wrong, in a sentence.")]
+    errors: Annotated[
+        list[FieldError], msgspec.Meta(description=f"The first {ingest.MAX_ERRORS} problems, in batch order.")
+    ] = []
+
+
+def _json(status: int, body: msgspec.Struct) -> HttpResponse:
+    return HttpResponse(msgspec.json.encode(body), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> HttpResponse:
+    return _json(status, Error(error=message))
+
+
+def _unauthorized() -> HttpResponse:
     response = _error(401, UNAUTHORIZED)
     response["WWW-Authenticate"] = 'Bearer realm="lanyard"'
     return response
@@ -100,9 +133,10 @@ def events(request: HttpRequest) -> HttpResponse:
         batch = ingest.decode(body, max_events=settings.LANYARD_INGEST_MAX_EVENTS)
         result = ingest.events_ingest(key=key, events=batch)
     except ingest.MalformedJSON:
-        return _error(400, "Malformed JSON.")
+        return _json(400, InvalidBatch(error="Malformed JSON."))
     except ingest.IngestRejected as exc:
-        return _error(400, "Invalid events; nothing was recorded.", errors=exc.errors)
+        errors = [FieldError(**e) for e in exc.errors]
+        return _json(400, InvalidBatch(error="Invalid events; nothing was recorded.", errors=errors))
     except ingest.BatchTooLarge as exc:
         return _error(413, str(exc))
     except OperationalError:
@@ -116,10 +150,4 @@ def events(request: HttpRequest) -> HttpResponse:
     # To the minute: every web worker writing the same key row on every batch only contends.
     if key.last_used_at is None or now - key.last_used_at >= KEY_USE_PRECISION:
         IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return JsonResponse(result.as_dict(), status=200)
-
-
-@require_GET
-def openapi(request: HttpRequest) -> HttpResponse:
-    """Serve the OpenAPI 3.1 document of the gateway API."""
-    return HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/json")
+    return _json(200, result)

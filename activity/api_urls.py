@@ -4,5 +4,4 @@ from . import api
 
 urlpatterns = [
     path("events", api.events, name="api-events"),
-    path("openapi.json", api.openapi, name="api-openapi"),
 ]

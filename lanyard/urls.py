@@ -4,6 +4,8 @@ from django.urls import include, path
 
 from governance import views
 
+from . import openapi
+
 admin.site.site_header = "Lanyard administration"
 admin.site.site_title = "Lanyard"
 admin.site.index_title = "AI connector register"
@@ -16,6 +18,8 @@ urlpatterns = [
     path("", include("governance.portal_urls")),
     path("attest/", include("governance.attestation_urls")),
     path("audit/", include("activity.urls")),
+    # One document for every app's API, built from the operations each app declares.
+    path("api/v1/openapi.json", openapi.view, name="api-openapi"),
     path("api/v1/", include("activity.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -336,6 +336,44 @@ def test_ingest_runs_a_constant_number_of_queries_for_1_and_50_events(
 # --- validation and limits ------------------------------------------------------------------------
 
 
+def test_a_client_id_without_its_source_beside_an_mcp_url_is_refused_not_a_server_error(client, gateway):
+    # Found by fuzzing: resolution looked the (source, client id) pair up and failed with a KeyError.
+    connector = {
+        "client_id": "notes.apps.googleusercontent.com",
+        "mcp_server_url": "https://mcp.example.net/sse",
+    }
+
+    response = post(client, gateway[1], {"events": [event(1, connector=connector)]})
+
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "connector.source")]
+    assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
+    assert not Connector.objects.exists()
+
+
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "::0.59.192.76", "::1.2.3.4"])
+def test_an_address_postgresql_cannot_keep_as_hashed_is_refused(client, gateway, known, ip):
+    # Found by fuzzing: a zone made PostgreSQL refuse the row (500); an IPv4-compatible address came
+    # back from PostgreSQL in another form than the one hashed, and the chain failed verification.
+    response = post(client, gateway[1], {"events": [event(1, ip=ip)]})
+
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "ip")]
+    assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("ip", ["::ffff:1.2.3.4", "::ffff", "2001:db8::1.2.3.4", "::1", "203.0.113.7"])
+def test_on_postgresql_an_address_with_ipv4_parts_is_recorded_and_the_chain_verifies(
+    client, gateway, known, ip
+):
+    assert connection.vendor == "postgresql"
+
+    assert post(client, gateway[1], {"events": [event(1, ip=ip)]}).status_code == 200
+
+    assert verify().ok
+
+
 def test_a_bad_event_rejects_the_whole_batch_with_errors_by_index(client, gateway, known):
     body = {
         "events": [
@@ -474,6 +512,35 @@ def test_grant_last_used_only_moves_forward(client, gateway, known):
 
     grant.refresh_from_db()
     assert grant.last_used_at == later
+
+
+def _times_at_the_edges_are_kept_as_instants_or_refused(client, raw: str) -> None:
+    # Found by fuzzing: PostgreSQL refuses an offset beyond 15:59 that RFC 3339 and Python allow.
+    response = post(client, raw, {"events": [event(1, time="0587-11-27T07:30:40-17:15")]})
+
+    assert response.status_code == 200, response.content
+    recorded = AuditEvent.objects.get(action="ai.tool_call")
+    assert recorded.occurred_at == dt.datetime(587, 11, 28, 0, 45, 40, tzinfo=dt.UTC)
+
+    for time in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        response = post(client, raw, {"events": [event(2, time=time)]})
+        assert response.status_code == 400
+        assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "time")]
+    assert AuditEvent.objects.filter(action="ai.tool_call").count() == 1
+
+
+def test_a_time_with_any_offset_is_recorded_as_its_instant_and_one_outside_the_years_is_refused(
+    client, gateway, known
+):
+    _times_at_the_edges_are_kept_as_instants_or_refused(client, gateway[1])
+
+
+@pytest.mark.services
+def test_on_postgresql_a_time_with_a_large_offset_is_recorded_and_one_outside_the_years_refused(
+    client, gateway, known
+):
+    assert connection.vendor == "postgresql"
+    _times_at_the_edges_are_kept_as_instants_or_refused(client, gateway[1])
 
 
 @pytest.mark.services

@@ -56,11 +56,18 @@ SPECIFIC = [
     (("time",), "2026-11-29T10:15:00"),  # no zone
     (("time",), "2026-13-01T00:00:00Z"),
     (("time",), "2026-11-29T10:15:00.123456Z"),
+    (("time",), "0587-11-27T07:30:40-17:15"),  # an offset PostgreSQL refuses: kept as UTC
+    (("time",), "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+    (("time",), "9999-12-31T23:59:59-05:00"),  # after year 9999 in UTC
     (("action",), "Tool Call"),
     (("action",), "ai.file.read"),
     (("outcome",), "maybe"),
     (("ip",), "10.0.0.300"),
     (("ip",), " 10.0.0.1"),
+    (("ip",), "fe80::1%eth0"),  # a zone: PostgreSQL's inet refuses it
+    (("ip",), "::0.59.192.76"),  # IPv4-compatible: PostgreSQL prints it otherwise than Python
+    (("ip",), "::ffff:1.2.3.4"),  # IPv4-mapped: fine
+    (("ip",), "::ffff"),
     (("actor", "email"), "not-an-email"),
     (("actor", "email"), "EMMA@Example.COM"),
     (("connector", "mcp_server_url"), "ftp://mcp.example.com"),
@@ -95,6 +102,10 @@ def _cases():
     yield (
         "an mcp server instead of a client",
         [_with(("connector",), {"mcp_server_url": "https://m.example"})],
+    )
+    yield (
+        "a client id without its source beside an mcp server",
+        [_with(("connector",), {"client_id": "notes.apps", "mcp_server_url": "https://m.example"})],
     )
     yield "a repeated id", [GOOD, GOOD]
     yield "two good events", [GOOD, _with(("id",), "evt-2")]
