@@ -1,4 +1,4 @@
-"""The gateway API's operations for the project's OpenAPI document (see ``lanyard.openapi``)."""
+"""The gateway API's operations for the project's OpenAPI document (see ``apidoc``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from lanyard.openapi import Header, Operation, RequestBody, Response, SecurityScheme, Tag
+from apidoc import Header, Operation, RequestBody, Response, SecurityScheme, Tag
 
 from .api import UNAUTHORIZED, Error, FieldError, InvalidBatch
 from .ingest import IngestResult

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from lanyard.openapi import (
+from apidoc import (
     Header,
     OpenAPIError,
     Operation,
@@ -15,8 +15,8 @@ from lanyard.openapi import (
     SecurityScheme,
     Tag,
     build,
-    declared,
 )
+from lanyard.openapi import declared
 
 KEY = SecurityScheme("pepKey", {"type": "http", "scheme": "bearer"})
 
