@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from django.urls import reverse
@@ -46,16 +47,23 @@ def _drop_connections() -> None:
 
 
 @pytest.fixture
-def broker_down():
+def broker_down(monkeypatch):
     """No eager tasks and a broker URL on a closed local port; back to eager afterwards."""
     saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager", "task_publish_retry_policy")}
+    saved_env = os.environ.get("CELERY_BROKER_URL")
     _drop_connections()
+    # Celery reads CELERY_BROKER_URL from the environment before its own setting (the services pass sets it).
+    monkeypatch.setenv("CELERY_BROKER_URL", CLOSED_PORT)
     app.conf.broker_url = CLOSED_PORT
     app.conf.task_always_eager = False
     app.conf.task_publish_retry_policy = {"max_retries": 0}
 
     def back() -> None:
         _drop_connections()
+        if saved_env is None:
+            monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        else:
+            monkeypatch.setenv("CELERY_BROKER_URL", saved_env)
         app.conf.update(saved)
 
     yield back
