@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import json
 import operator
+import struct
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -130,7 +131,17 @@ def normalise_ip(value: str | None) -> str | None:
 
 @functools.lru_cache(maxsize=65536)  # the same gateway and client addresses recur in every batch
 def _normalise_ip(value: str) -> str:
-    return str(ipaddress.ip_address(value))
+    address = ipaddress.ip_address(value)
+    if address.version == 6 and not address.scope_id:
+        # PostgreSQL prints an IPv6 address that encapsulates an IPv4 one (the first 80 bits zero,
+        # then ffff or, IPv4-compatible, 16 more zero bits before a non-zero word) with a dotted
+        # tail, as inet_net_ntop does; Python prints the compatible form in hex, and 3.12 the mapped
+        # one too. The hash must cover the text the database gives back, or the chain cannot verify.
+        words = struct.unpack("!8H", address.packed)
+        if not any(words[:5]) and (words[5] == 0xFFFF or (words[5] == 0 and words[6] != 0)):
+            tail = ipaddress.IPv4Address(address.packed[12:])
+            return f"::ffff:{tail}" if words[5] else f"::{tail}"
+    return str(address)
 
 
 def canonical(values: Sequence[Any]) -> bytes:
