@@ -1,24 +1,21 @@
-"""The one HTTP core every adapter uses: retries with each provider's own signals, paging, tokens.
+"""The one HTTP core every adapter uses: retries with each provider's own signals, paging, concurrency.
 
 Providers plug in two small hooks: ``classify`` (is this response OK, worth retrying — and after how
 long — or a permanent failure?) and ``describe`` (the provider's own error text, for messages). All
 failures leave as the ``IdpError`` family; messages name source, endpoint and status and never carry a
-token or a secret.
+token or a secret. Verdicts (``verdicts``), token caching (``tokens``) and wire values (``values``) have
+modules of their own; the names adapters use are importable from here too.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,102 +29,27 @@ from .base import (
     PermanentIdpError,
     TransientIdpError,
 )
+from .tokens import TokenCache
+from .values import batched, parse_time, rfc3339
+from .verdicts import (
+    FAIL,
+    NOT_FOUND,
+    OK,
+    REFRESH,
+    RETRY,
+    RETRYABLE_STATUS,
+    Verdict,
+    default_classify,
+    default_describe,
+    retry_after_seconds,
+)
 
 log = logging.getLogger("connectors.idp")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-OK, RETRY, REFRESH, FAIL, NOT_FOUND = "ok", "retry", "refresh", "fail", "not_found"
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 SECRET_WORDS = ("secret", "key", "token", "password", "credential")
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What to do with a response: ok, retry (after ``wait`` s if the provider said), refresh, fail."""
-
-    action: str
-    wait: float | None = None
-    reason: str = ""
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def default_classify(resp: httpx.Response) -> Verdict:
-    status = resp.status_code
-    if status < 300:
-        return Verdict(OK)
-    if status == 401:
-        return Verdict(REFRESH, reason="authentication failed")
-    if status == 404:
-        return Verdict(NOT_FOUND, reason="not found")
-    if status in RETRYABLE_STATUS or status >= 500:
-        return Verdict(RETRY, retry_after_seconds(resp.headers.get("retry-after")), f"HTTP {status}")
-    if status == 403:
-        return Verdict(FAIL, reason="forbidden")
-    return Verdict(FAIL, reason="request refused")
-
-
-def default_describe(resp: httpx.Response) -> str:
-    """Return the provider's own short error text, if the body has one."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    err = body.get("error")
-    if isinstance(err, dict):
-        return " ".join(str(err.get(k, "")) for k in ("code", "message") if err.get(k)).strip()
-    if isinstance(err, str):
-        return f"{err}: {body.get('error_description', '')}".strip(": ")
-    for key in ("errorSummary", "message"):
-        if isinstance(body.get(key), str):
-            return body[key]
-    return ""
-
-
-class TokenCache:
-    """A bearer token fetched on demand, shared by threads, refreshed shortly before it expires."""
-
-    def __init__(self, fetch: Callable[[], tuple[str, float]], margin: float = 60.0):
-        self._fetch = fetch  # returns (token, seconds until expiry)
-        self._margin = margin
-        self._lock = threading.Lock()
-        self._token = ""
-        self._expires = 0.0
-
-    def get(self) -> str:
-        with self._lock:
-            if not self._token or time.monotonic() >= self._expires:
-                token, ttl = self._fetch()
-                self._token = token
-                self._expires = time.monotonic() + max(0.0, ttl - self._margin)
-            return self._token
-
-    def invalidate(self, token: str) -> None:
-        with self._lock:
-            if self._token == token:
-                self._token = ""
-
-    @property
-    def current(self) -> str:
-        return self._token
 
 
 class HttpCore:
@@ -445,39 +367,6 @@ class HttpCore:
         self.client.close()
 
 
-def batched[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Parse the providers' timestamps (RFC 3339 with or without fractions, or epoch milliseconds) to UTC."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def rfc3339(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class AdapterBase:
     """What every adapter shares: its config, its HTTP core, no devices by default, ``close()``."""
 
@@ -513,3 +402,23 @@ class AdapterBase:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+__all__ = [
+    "FAIL",
+    "NOT_FOUND",
+    "OK",
+    "REFRESH",
+    "RETRY",
+    "RETRYABLE_STATUS",
+    "AdapterBase",
+    "HttpCore",
+    "TokenCache",
+    "Verdict",
+    "batched",
+    "default_classify",
+    "default_describe",
+    "parse_time",
+    "retry_after_seconds",
+    "rfc3339",
+]
