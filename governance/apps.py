@@ -13,10 +13,14 @@ class GovernanceConfig(AppConfig):
 
         post_migrate.connect(on_post_migrate, dispatch_uid="governance.iam_staff_group")
 
-        from connectors.signals import identity_status_changed
+        from connectors.signals import connector_merged, identity_status_changed
 
         from .attestations import check_attestation_settings
         from .offboarding import on_identity_status_changed
 
         identity_status_changed.connect(on_identity_status_changed, dispatch_uid="governance.offboarding")
         checks.register(check_attestation_settings)
+
+        from .merging import on_connector_merged
+
+        connector_merged.connect(on_connector_merged, dispatch_uid="governance.connector_merged")

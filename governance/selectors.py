@@ -214,3 +214,14 @@ def connector_requests(connector: Connector) -> QuerySet[ConnectorRequest]:
         .prefetch_related("decisions__decided_by")
         .order_by("-created_at")
     )
+
+
+def connector_paths(connector: Connector) -> QuerySet[ConnectorApp]:
+    """Return a connector's paths (one per source it appears in) with their active grant counts."""
+    active = Grant.objects.filter(app=OuterRef("pk"), status=Grant.Status.ACTIVE)
+    return (
+        ConnectorApp.objects.filter(connector=connector)
+        .select_related("source")
+        .annotate(active_grants=_count(active))
+        .order_by("source__name", "client_id")
+    )
