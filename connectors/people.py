@@ -20,7 +20,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
 
 from audit import services as audit
 
@@ -287,12 +286,3 @@ def person_unpin(*, identity: Identity, actor: Any) -> Identity:
         )
         link_people()
     return identity
-
-
-def person_identities(identity_ids: list[int] | set[int]) -> set[int]:
-    """Return the ids of every identity of the same people as the given ones (the given ones included)."""
-    ids = set(identity_ids)
-    if not ids:
-        return set()
-    people = Identity.objects.filter(pk__in=ids, person__isnull=False).values("person_id")
-    return ids | set(Identity.objects.filter(Q(person_id__in=people)).values_list("pk", flat=True))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .models import Connector, Grant
+from .models import Connector, Grant, Identity
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,15 @@ def register_summary(*, days: int = 30) -> RegisterSummary:
         active_identities_30d=used["identities"],
         active_devices_30d=used["devices"],
     )
+
+
+def person_identities(identity_ids: Iterable[int]) -> set[int]:
+    """Return the ids of every identity of the same people as the given ones (the given ones included).
+
+    Offboarding calls it to act on a departing person's records in every source.
+    """
+    ids = set(identity_ids)
+    if not ids:
+        return set()
+    people = Identity.objects.filter(pk__in=ids, person__isnull=False).values("person_id")
+    return ids | set(Identity.objects.filter(person_id__in=people).values_list("pk", flat=True))
