@@ -30,6 +30,11 @@ def test_seed_demo_builds_a_realistic_organisation_and_is_idempotent():
     assert User.objects.get(email="iam@lanyard.demo").groups.filter(name="IAM staff").exists()
     employee = User.objects.get(email="employee@lanyard.demo").identities.get()
     assert employee.manager.user.email == "manager@lanyard.demo"
+    # Each login is one person: its identity records carry its name and email, and it is their primary.
+    for user in User.objects.filter(email__endswith="@lanyard.demo"):
+        identity = user.identities.get()
+        assert (identity.name, identity.email) == (user.get_full_name(), user.email)
+        assert identity.person.primary_identity == identity
 
     requests = ConnectorRequest.objects.filter(status__in=ConnectorRequest.OPEN)
     assert requests.filter(
