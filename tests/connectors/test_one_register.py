@@ -62,6 +62,11 @@ def test_one_product_seen_in_google_entra_and_okta_is_one_connector_with_three_p
     assert AuditEvent.objects.filter(action="connector.path_added").count() == paths
     # Each grant sits on its path's connector.
     assert not Grant.objects.exclude(connector=F("app__connector")).exists()
+    # Resyncs attach everything where it is: nothing discovered, no path added.
+    found = AuditEvent.objects.filter(action__in=["connector.discovered", "connector.path_added"])
+    before = found.count()
+    assert [sync_source(s).shadow for s in sources] == [0, 0, 0]
+    assert found.count() == before
 
 
 def test_an_unknown_app_stays_separate_until_iam_merges_it_and_the_next_sync_attaches_it(sim, iam):
