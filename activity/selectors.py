@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value, Window
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from connectors.models import Connector, Device, Grant, Identity, Risk
+from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, Risk
 from connectors.selectors import people_count, person_key
 
 # What counts as "use" of a connector: AI gateway events and IdP-derived token/sign-in activity.
@@ -345,11 +345,20 @@ def identity_devices(identity: Identity | list[Identity]) -> QuerySet[Device]:
 
 
 def connectors_list() -> QuerySet[Connector]:
-    """Return connectors with owner, active grant count and last use (per-row correlated counts)."""
+    """Return connectors (merged aliases left out) with owner, paths, active grants and last use."""
     grants = Grant.objects.filter(connector=OuterRef("pk")).order_by().values("connector")
+    paths = (
+        ConnectorApp.objects.filter(connector=OuterRef("pk"))
+        .order_by()
+        .values("connector")
+        .annotate(names=StringAgg("source__name", delimiter=Value(", ")))
+        .values("names")[:1]
+    )
     return (
-        Connector.objects.select_related("business_owner")
+        Connector.objects.exclude(status=Connector.Status.MERGED)
+        .select_related("business_owner")
         .annotate(
+            paths=Subquery(paths),
             active_grants=Subquery(
                 grants.filter(status=Grant.Status.ACTIVE).annotate(n=Count("id")).values("n")[:1]
             ),

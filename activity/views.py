@@ -157,6 +157,7 @@ def connector_activity(request: HttpRequest, pk: int) -> HttpResponse:
         "filter": filterset,
         "summary": selectors.activity_summary(filterset.qs),
         "grants": selectors.connector_grant_totals(connector),
+        "paths": connector.apps.select_related("source").order_by("source__name", "client_id"),
         "table": _lazy_table(request, ConnectorEventTable(filterset.qs, link_identities=is_iam)),
         "is_iam": is_iam,
         "exports": _export_links(request, "audit:connector_activity_export", connector.pk),

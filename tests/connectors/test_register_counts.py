@@ -120,3 +120,19 @@ def test_the_identity_view_lists_the_persons_records_and_their_grants(
     ]
     assert len(response.context["grants"].rows) == 4
     assert response.content.count(b"emma@acme.com") >= 4
+
+
+def test_the_connector_pages_list_paths_and_leave_merged_aliases_out(client, iam):
+    claude = ConnectorFactory(name="Claude")
+    for kind in KINDS[:3]:
+        ConnectorAppFactory(connector=claude, source=IdentitySourceFactory(name=kind, kind=kind))
+    alias = ConnectorFactory(name="Claude via a token", discovered=True)
+    connector_merge(survivor=claude, merged=alias, actor=iam)
+    client.force_login(iam)
+
+    listing = client.get(reverse("audit:connectors")).content.decode()
+    page = client.get(reverse("audit:connector_activity", args=[claude.pk])).content.decode()
+
+    assert "Claude via a token" not in listing
+    assert "google_workspace" in listing and "okta" in listing
+    assert all(kind in page for kind in KINDS[:3])
