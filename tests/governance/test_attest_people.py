@@ -71,6 +71,8 @@ def test_one_email_per_manager_lists_every_grant_of_each_report_across_idps(
     reviews = ManagerReview.objects.filter(campaign=campaign)
     assert [r.manager_id for r in reviews] == [company["mia"]["google"].pk]  # the one Mia signs in with
     assert len(mailoutbox) == 1 and mailoutbox[0].to == ["mia@acme.com"]
+    body = mailoutbox[0].body
+    assert all(f"via {source}" in body for source in ("Google", "Okta", "GitHub"))
     rows = Attestation.objects.filter(campaign=campaign)
     assert rows.count() == with_grants
     # Two reports (people), not six source records.
