@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value, Window
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from connectors.models import Connector, Device, Grant, Identity, Risk
+from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, Risk
+from connectors.selectors import people_count, person_key
 
 # What counts as "use" of a connector: AI gateway events and IdP-derived token/sign-in activity.
 ACTIVITY_Q = Q(action__startswith="ai.") | Q(action__startswith="token.") | Q(action="signin")
@@ -73,6 +74,7 @@ class Dashboard:
     unmanaged_devices_total: int
     unmanaged_devices: list[UnmanagedDevice]
     days: int
+    people: int = 0  # people known to the register, each counted once across identity providers
 
 
 def _week_start(moment: datetime) -> date:
@@ -85,14 +87,17 @@ def _as_date(value: datetime | date) -> date:
 
 
 def connector_counts() -> dict[str, int]:
-    """Return connector counts by status, by risk and without an owner, in one aggregate query."""
+    """Return connector counts by status, by risk and without an owner, in one aggregate query.
+
+    A merged connector is an alias of the one it was merged into: it is not counted.
+    """
     aggregates = {f"status_{value}": Count("id", filter=Q(status=value)) for value in Connector.Status.values}
     aggregates |= {f"risk_{value}": Count("id", filter=Q(risk=value)) for value in Risk.values}
     aggregates["without_owner"] = Count(
         "id", filter=Q(business_owner__isnull=True) & ~Q(status__in=CLOSED_STATUSES)
     )
     aggregates["total"] = Count("id")
-    return Connector.objects.order_by().aggregate(**aggregates)
+    return Connector.objects.exclude(status=Connector.Status.MERGED).order_by().aggregate(**aggregates)
 
 
 def shadow_vs_sanctioned_by_week(*, weeks: int = 12, now: datetime | None = None) -> list[Week]:
@@ -129,7 +134,7 @@ def shadow_vs_sanctioned_by_week(*, weeks: int = 12, now: datetime | None = None
 def top_connectors_by_use(
     *, days: int = 30, limit: int = 10, now: datetime | None = None
 ) -> list[TopConnector]:
-    """Return the connectors with the most identities (then devices) using them in the window.
+    """Return the connectors with the most people (then devices) using them in the window.
 
     Read from ``Grant.last_used_at`` (kept current by syncs and AI ingest), so the cost grows with
     the number of grants, not with the number of audit events: one grouped query.
@@ -140,7 +145,7 @@ def top_connectors_by_use(
         .order_by()
         .values("connector_id", "connector__name", "connector__status")
         .annotate(
-            identities=Count("identity_id", distinct=True),
+            identities=Count(person_key("identity"), distinct=True),
             devices=Count("device_id", distinct=True),
             last=Max("last_used_at"),
         )
@@ -201,10 +206,14 @@ def unmanaged_devices_using_ai(
 
 
 def dashboard(*, days: int = 30, weeks: int = 12, now: datetime | None = None) -> Dashboard:
-    """Return everything the audit dashboard shows, in five aggregate queries."""
+    """Return everything the audit dashboard shows, in six aggregate queries."""
     now = now or timezone.now()
     counts = connector_counts()
-    by_status = [Bar(v, label, counts[f"status_{v}"]) for v, label in Connector.Status.choices]
+    by_status = [
+        Bar(v, label, counts[f"status_{v}"])
+        for v, label in Connector.Status.choices
+        if v != Connector.Status.MERGED
+    ]
     by_risk = [Bar(v, label, counts[f"risk_{v}"]) for v, label in Risk.choices]
     unmanaged_total, unmanaged = unmanaged_devices_using_ai(days=days, now=now)
     return Dashboard(
@@ -219,6 +228,7 @@ def dashboard(*, days: int = 30, weeks: int = 12, now: datetime | None = None) -
         unmanaged_devices_total=unmanaged_total,
         unmanaged_devices=unmanaged,
         days=days,
+        people=people_count(),
     )
 
 
@@ -290,41 +300,65 @@ def connector_grant_totals(connector: Connector) -> dict[str, int | datetime | N
     return Grant.objects.filter(connector=connector).aggregate(
         active=Count("id", filter=Q(status=Grant.Status.ACTIVE)),
         total=Count("id"),
-        holders=Count("identity_id", distinct=True, filter=Q(status=Grant.Status.ACTIVE)),
+        holders=Count(person_key("identity"), distinct=True, filter=Q(status=Grant.Status.ACTIVE)),
         last_used_at=Max("last_used_at"),
     )
 
 
-def identity_grants(identity: Identity) -> QuerySet[Grant]:
-    """Return an identity's grants with their connectors, most recently used first."""
+def person_records(identity: Identity) -> list[Identity]:
+    """Return every identity (source record) of the identity's person, this one first, in one query."""
+    if identity.person_id is None:
+        return [identity]
+    others = (
+        Identity.objects.filter(person_id=identity.person_id)
+        .exclude(pk=identity.pk)
+        .select_related("source")
+        .order_by("source__name", "pk")
+    )
+    return [identity, *others]
+
+
+def identity_grants(identity: Identity | list[Identity]) -> QuerySet[Grant]:
+    """Return the grants of an identity (or of several: one person's records), most recently used first."""
+    records = identity if isinstance(identity, list) else [identity]
     return (
-        Grant.objects.filter(identity=identity)
+        Grant.objects.filter(identity__in=records)
         .select_related("connector", "device")
         .order_by("status", "-last_used_at", "pk")
     )
 
 
-def identity_devices(identity: Identity) -> QuerySet[Device]:
-    """Return devices the identity owns or was seen using in activity, with its last use of each."""
-    seen = AuditEvent.objects.filter(actor_identity=identity, device__isnull=False).values("device_id")
+def identity_devices(identity: Identity | list[Identity]) -> QuerySet[Device]:
+    """Return devices the identity (or person's records) owns or was seen using, with the last use of each."""
+    records = identity if isinstance(identity, list) else [identity]
+    seen = AuditEvent.objects.filter(actor_identity__in=records, device__isnull=False).values("device_id")
     last = Subquery(
-        AuditEvent.objects.filter(actor_identity=identity, device=OuterRef("pk"))
+        AuditEvent.objects.filter(actor_identity__in=records, device=OuterRef("pk"))
         .order_by("-occurred_at")
         .values("occurred_at")[:1]
     )
     return (
-        Device.objects.filter(Q(owner=identity) | Q(pk__in=seen))
+        Device.objects.filter(Q(owner__in=records) | Q(pk__in=seen))
         .annotate(last_activity=last)
         .order_by("-managed", "name", "pk")
     )
 
 
 def connectors_list() -> QuerySet[Connector]:
-    """Return connectors with owner, active grant count and last use (per-row correlated counts)."""
+    """Return connectors (merged aliases left out) with owner, paths, active grants and last use."""
     grants = Grant.objects.filter(connector=OuterRef("pk")).order_by().values("connector")
+    paths = (
+        ConnectorApp.objects.filter(connector=OuterRef("pk"))
+        .order_by()
+        .values("connector")
+        .annotate(names=StringAgg("source__name", delimiter=Value(", ")))
+        .values("names")[:1]
+    )
     return (
-        Connector.objects.select_related("business_owner")
+        Connector.objects.exclude(status=Connector.Status.MERGED)
+        .select_related("business_owner")
         .annotate(
+            paths=Subquery(paths),
             active_grants=Subquery(
                 grants.filter(status=Grant.Status.ACTIVE).annotate(n=Count("id")).values("n")[:1]
             ),

@@ -161,6 +161,7 @@ class ConnectorTable(tables.Table):
     status = tables.Column()
     risk = tables.Column()
     business_owner = tables.Column(verbose_name="Business owner", order_by=("business_owner__email",))
+    paths = tables.Column(verbose_name="Paths (sources)", default="—", orderable=False)
     active_grants = tables.Column(verbose_name="Active grants", attrs={"td": {"class": "num"}})
     last_used_at = UTCDateTimeColumn(verbose_name="Last used")
     discovered_at = UTCDateTimeColumn(verbose_name="Discovered", fmt="%Y-%m-%d")
@@ -172,6 +173,7 @@ class ConnectorTable(tables.Table):
             "status",
             "risk",
             "business_owner",
+            "paths",
             "active_grants",
             "last_used_at",
             "discovered_at",

@@ -157,6 +157,7 @@ def connector_activity(request: HttpRequest, pk: int) -> HttpResponse:
         "filter": filterset,
         "summary": selectors.activity_summary(filterset.qs),
         "grants": selectors.connector_grant_totals(connector),
+        "paths": connector.apps.select_related("source").order_by("source__name", "client_id"),
         "table": _lazy_table(request, ConnectorEventTable(filterset.qs, link_identities=is_iam)),
         "is_iam": is_iam,
         "exports": _export_links(request, "audit:connector_activity_export", connector.pk),
@@ -179,27 +180,35 @@ def connector_activity_export(request: HttpRequest, pk: int, fmt: str) -> Stream
     )
 
 
-def _identity_activity(request: HttpRequest, pk: int) -> tuple[Identity, IdentityActivityFilter]:
+def _identity_activity(
+    request: HttpRequest, pk: int
+) -> tuple[Identity, list[Identity], IdentityActivityFilter]:
+    """Load the identity and every record of its person: the page and its exports cover the person."""
     _require_iam(request)
-    identity = get_object_or_404(Identity.objects.select_related("manager", "source", "user"), pk=pk)
-    filterset = IdentityActivityFilter(
-        with_default_period(request.GET), queryset=selectors.events().filter(actor_identity=identity)
+    identity = get_object_or_404(
+        Identity.objects.select_related("manager", "source", "user", "person", "person__manager"), pk=pk
     )
-    return identity, filterset
+    records = selectors.person_records(identity)
+    filterset = IdentityActivityFilter(
+        with_default_period(request.GET), queryset=selectors.events().filter(actor_identity__in=records)
+    )
+    return identity, records, filterset
 
 
 @login_required
 @require_GET
 def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Show one person's connectors (their grants), devices and activity (IAM staff)."""
-    identity, filterset = _identity_activity(request, pk)
-    grants = IdentityGrantTable(selectors.identity_grants(identity), prefix="g-")
+    identity, records, filterset = _identity_activity(request, pk)
+    grants = IdentityGrantTable(selectors.identity_grants(records), prefix="g-")
     RequestConfig(request, paginate={"paginator_class": LazyPaginator, "per_page": 25}).configure(grants)
-    devices = IdentityDeviceTable(selectors.identity_devices(identity), prefix="d-")
+    devices = IdentityDeviceTable(selectors.identity_devices(records), prefix="d-")
     RequestConfig(request, paginate={"paginator_class": LazyPaginator, "per_page": 25}).configure(devices)
     events = IdentityEventTable(filterset.qs, prefix="e-")
     context = {
         "identity": identity,
+        "person": identity.person,
+        "records": records,
         "filter": filterset,
         "summary": selectors.activity_summary(filterset.qs),
         "grants": grants,
@@ -214,7 +223,7 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def identity_export(request: HttpRequest, pk: int, fmt: str) -> StreamingHttpResponse:
     """Stream one identity's filtered activity."""
-    identity, filterset = _identity_activity(request, pk)
+    identity, _, filterset = _identity_activity(request, pk)
     return _export(
         request, filterset.qs, fmt, scope=f"identity-{identity.pk}", filterset=filterset, target=identity
     )

@@ -6,21 +6,26 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from .admin_actions import with_reason
+from . import catalog, people
+from .admin_actions import apply_each, with_form, with_reason
 from .capabilities import capabilities_probe
 from .idp.base import IdpError
+from .merging import connector_merge, connector_split
 from .models import (
+    CatalogEntry,
     Connector,
     ConnectorApp,
     Device,
     Grant,
     Identity,
     IdentitySource,
+    Person,
     SourceCapability,
     SyncRun,
 )
@@ -39,7 +44,7 @@ class IdentitySourceForm(forms.ModelForm):
 
     class Meta:
         model = IdentitySource
-        fields = ["kind", "name", "base_url", "token_url", "enabled", "sync_interval"]
+        fields = ["kind", "name", "base_url", "token_url", "enabled", "sync_interval", "hr_authoritative"]
 
     def clean_new_credentials(self) -> dict | None:
         raw = self.cleaned_data["new_credentials"].strip()
@@ -116,6 +121,7 @@ class IdentitySourceAdmin(admin.ModelAdmin):
         "last_success_at",
         "has_credentials",
         "capability_warnings",
+        "hr_authoritative",
     ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "base_url"]
@@ -172,14 +178,111 @@ class IdentitySourceAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:connectors_identitysource_change", args=[pk]))
 
 
+class LinkConflictFilter(admin.SimpleListFilter):
+    title = "link conflict"
+    parameter_name = "conflict"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Conflicting links"), ("no", "None")]
+
+    def queryset(self, request, queryset):
+        field = "link_conflict" if queryset.model is Identity else "conflict"
+        if self.value() == "yes":
+            return queryset.exclude(**{field: ""})
+        if self.value() == "no":
+            return queryset.filter(**{field: ""})
+        return queryset
+
+
+class LinkForm(forms.Form):
+    person = forms.ModelChoiceField(
+        queryset=Person.objects.all(), widget=forms.NumberInput, to_field_name="pk"
+    )
+
+
 @admin.register(Identity)
 class IdentityAdmin(admin.ModelAdmin):
-    list_display = ["email", "name", "department", "status", "manager", "source", "unverified", "last_seen"]
-    list_filter = ["status", "source", "unverified", "is_service"]
-    search_fields = ["email", "name", "external_id", "department"]
-    list_select_related = ["manager", "source"]
+    list_display = [
+        "email",
+        "name",
+        "department",
+        "status",
+        "manager",
+        "source",
+        "person",
+        "link_pinned",
+        "link_conflict",
+        "unverified",
+        "last_seen",
+    ]
+    list_filter = ["status", "source", "unverified", "is_service", "link_pinned", LinkConflictFilter]
+    search_fields = ["email", "name", "external_id", "department", "link_key"]
+    list_select_related = ["manager", "source", "person"]
     autocomplete_fields = ["manager", "user"]
-    readonly_fields = ["first_seen", "last_seen", "status_changed_at"]
+    readonly_fields = [
+        "first_seen",
+        "last_seen",
+        "status_changed_at",
+        "person",
+        "link_key",
+        "link_pinned",
+        "link_conflict",
+    ]
+    actions = ["link_to_person", "unlink_from_person", "unpin_link"]
+
+    def has_link_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_person")
+
+    @admin.action(description="Link to a person (by id; pinned)", permissions=["link"])
+    def link_to_person(self, request, queryset):
+        def apply(data):
+            for identity in queryset:
+                people.person_link(identity=identity, person=data["person"], actor=request.user)
+            return f"{queryset.count()} identity(ies) linked to {data['person']}."
+
+        form = LinkForm(request.POST if "apply" in request.POST else None)
+        return with_form(self, request, queryset, "Link identities to person", form, apply)
+
+    @admin.action(description="Unlink into a person of its own (pinned)", permissions=["link"])
+    def unlink_from_person(self, request, queryset):
+        apply_each(
+            self,
+            request,
+            queryset,
+            lambda i: people.person_unlink(identity=i, actor=request.user),
+            "unlinked",
+        )
+
+    @admin.action(description="Let automatic linking decide again", permissions=["link"])
+    def unpin_link(self, request, queryset):
+        apply_each(
+            self, request, queryset, lambda i: people.person_unpin(identity=i, actor=request.user), "unpinned"
+        )
+
+
+class PersonIdentityInline(admin.TabularInline):
+    model = Identity
+    fk_name = "person"
+    extra = 0
+    can_delete = False
+    fields = ["source", "email", "name", "external_id", "status", "manager", "link_key", "link_pinned"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "department", "manager", "primary_identity", "conflict"]
+    list_filter = [LinkConflictFilter, "department"]
+    search_fields = ["email", "name", "identities__email"]
+    list_select_related = ["manager", "primary_identity"]
+    readonly_fields = ["name", "email", "department", "manager", "primary_identity", "conflict", "created_at"]
+    inlines = [PersonIdentityInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # people come from linking; IAM moves identities between them (Identity actions)
 
 
 @admin.register(Device)
@@ -214,9 +317,38 @@ class ConnectorAdmin(admin.ModelAdmin):
     search_fields = ["name", "vendor", "apps__client_id"]
     list_select_related = ["business_owner"]
     autocomplete_fields = ["business_owner", "technical_owner"]
-    readonly_fields = ["status", "risk_score", "discovered_at", "status_changed_at", "created_at"]
+    readonly_fields = [
+        "status",
+        "risk_score",
+        "discovered_at",
+        "status_changed_at",
+        "created_at",
+        "catalog_entry",
+        "merged_into",
+    ]
     inlines = [ConnectorAppInline]
-    actions = ["revoke"]  # governance adds suspend and resume, with the workflow services they call
+    actions = ["revoke", "merge"]  # governance adds suspend and resume, with the workflow services they call
+
+    def has_merge_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_connector")
+
+    @admin.action(description="Merge into one of them (one product)", permissions=["merge"])
+    def merge(self, request, queryset):
+        if queryset.count() < 2:
+            self.message_user(
+                request, "Select the connectors that are one product (two or more).", messages.ERROR
+            )
+            return None
+        form = MergeForm(request.POST if "apply" in request.POST else None, choices=queryset)
+
+        def apply(data):
+            survivor = data["survivor"]
+            others = [c for c in queryset if c.pk != survivor.pk]
+            for merged in others:
+                connector_merge(survivor=survivor, merged=merged, actor=request.user)
+            return f"{len(others)} connector(s) merged into '{survivor.name}'."
+
+        return with_form(self, request, queryset, "Merge connectors", form, apply)
 
     def has_revoke_permission(self, request) -> bool:
         return request.user.has_perm("connectors.revoke_connector")
@@ -244,6 +376,16 @@ class ConnectorAdmin(admin.ModelAdmin):
         return obj._active_grants
 
 
+class MergeForm(forms.Form):
+    survivor = forms.ModelChoiceField(
+        queryset=Connector.objects.none(), help_text="The connector that stays."
+    )
+
+    def __init__(self, *args, choices, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["survivor"].queryset = Connector.objects.filter(pk__in=[c.pk for c in choices])
+
+
 @admin.register(ConnectorApp)
 class ConnectorAppAdmin(admin.ModelAdmin):
     list_display = ["client_id", "name", "connector", "source", "publisher", "verified", "last_seen"]
@@ -251,6 +393,61 @@ class ConnectorAppAdmin(admin.ModelAdmin):
     search_fields = ["client_id", "name", "publisher", "connector__name"]
     list_select_related = ["connector", "source"]
     autocomplete_fields = ["connector"]
+    actions = ["split"]
+
+    def has_split_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_connector")
+
+    @admin.action(description="Split off into a connector of its own", permissions=["split"])
+    def split(self, request, queryset):
+        apply_each(self, request, queryset, lambda a: connector_split(app=a, actor=request.user), "split off")
+
+
+class CatalogUploadForm(forms.Form):
+    file = forms.FileField(help_text="A catalog JSON file (the format of connectors/data/catalog.json).")
+
+
+@admin.register(CatalogEntry)
+class CatalogEntryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "publisher", "kind", "risk", "updated_at"]
+    list_filter = ["kind", "risk"]
+    search_fields = ["name", "slug", "publisher"]
+    readonly_fields = ["updated_at"]
+    change_list_template = "admin/connectors/catalogentry/change_list.html"
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(self.upload_view)
+        return [path("upload/", upload, name="connectors_catalogentry_upload"), *super().get_urls()]
+
+    def upload_view(self, request):
+        """Import an uploaded catalog file: entries by slug are created or updated, one audit event."""
+        if not self.has_change_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        form = CatalogUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                apps = catalog.load(upload.read(5_000_001)[:5_000_000])
+            except catalog.CatalogError as exc:
+                form.add_error("file", str(exc))
+            else:
+                counts = catalog.catalog_import(apps=apps, actor=request.user, origin=f"upload:{upload.name}")
+                self.message_user(
+                    request,
+                    f"Catalog imported: {counts['apps']} apps, {counts['new']} new, "
+                    f"{counts['changed']} changed.",
+                    messages.SUCCESS,
+                )
+                return redirect("admin:connectors_catalogentry_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a catalog file",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/connectors/catalogentry/upload.html", context)
 
 
 @admin.register(Grant)

@@ -68,3 +68,34 @@ def with_reason(
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "portal/admin_reason.html", context)
+
+
+def with_form(
+    modeladmin,
+    request,
+    queryset,
+    title: str,
+    form: forms.Form,
+    apply,
+    *,
+    refusals: tuple[type[Exception], ...] = (),
+) -> TemplateResponse | None:
+    """Ask for ``form`` on an intermediate page, then call ``apply(cleaned_data)`` once; report the result."""
+    if "apply" in request.POST and form.is_bound and form.is_valid():
+        try:
+            done = apply(form.cleaned_data)
+        except (IllegalTransition, *refusals) as exc:
+            modeladmin.message_user(request, str(exc), messages.ERROR)
+        else:
+            modeladmin.message_user(request, done, messages.SUCCESS)
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "objects": queryset,
+        "opts": modeladmin.model._meta,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "portal/admin_reason.html", context)

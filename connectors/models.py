@@ -184,6 +184,8 @@ class Connector(models.Model):
         SUSPENDED = "suspended", "Suspended"
         REJECTED = "rejected", "Rejected"
         REVOKED = "revoked", "Revoked"
+        # Folded into another connector by IAM (see ``merged_into``): kept so the decision stays on record.
+        MERGED = "merged", "Merged"
 
     TRANSITIONS: dict[str, set[str]] = {
         Status.DISCOVERED: {Status.REQUESTED, Status.REJECTED, Status.REVOKED},
@@ -194,6 +196,7 @@ class Connector(models.Model):
         Status.SUSPENDED: {Status.ACTIVE, Status.REVOKED},
         Status.REJECTED: {Status.REQUESTED},
         Status.REVOKED: {Status.REQUESTED},
+        Status.MERGED: set(),
     }
     SANCTIONED = (Status.APPROVED, Status.ACTIVE, Status.SUSPENDED)
 
@@ -457,3 +460,81 @@ class SourceCapability(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.name} {self.state}"
+
+
+# ---------------------------------------------------------------------------------------- one register
+# The catalog of known AI apps, and people: one connector per product, one person per human.
+
+
+class CatalogEntry(models.Model):
+    """One known AI product and the ids it has in each kind of identity source (see connectors.catalog)."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    publisher = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=16, choices=Connector.Kind.choices, default=Connector.Kind.OAUTH_APP)
+    risk = models.CharField(max_length=8, choices=Risk.choices, default=Risk.MEDIUM)
+    # {"google_workspace": [client ids], "microsoft_entra": [app ids], "okta": [...], "github": [...]}
+    ids = models.JSONField(default=dict, blank=True)
+    mcp_server_urls = models.JSONField(default=list, blank=True)
+    homepage = models.URLField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "catalog entries"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Person(models.Model):
+    """One human behind identities in several sources; name, manager and department from the HR source."""
+
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    department = models.CharField(max_length=100, blank=True, db_index=True)
+    manager = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reports"
+    )
+    # The identity that receives email and signs in (connectors.people chooses it).
+    primary_identity = models.ForeignKey(
+        "Identity", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Set when the links disagree (two immutable ids claim one email): shown to IAM, never guessed.
+    conflict = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["email", "pk"]
+        verbose_name_plural = "people"
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else (self.email or f"person {self.pk}")
+
+
+Identity.add_to_class(
+    "person",
+    models.ForeignKey(Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="identities"),
+)
+# An immutable id shared across sources, namespaced ("ad-guid:…", "saml:…"); blank when the IdP gives none.
+Identity.add_to_class("link_key", models.CharField(max_length=255, blank=True, db_index=True))
+# IAM linked or unlinked this identity by hand: automatic linking leaves it where IAM put it.
+Identity.add_to_class("link_pinned", models.BooleanField(default=False))
+Identity.add_to_class("link_conflict", models.CharField(max_length=500, blank=True))
+IdentitySource.add_to_class(
+    "hr_authoritative",
+    models.BooleanField(
+        default=False, help_text="Managers and departments of people come from this source first."
+    ),
+)
+Connector.add_to_class(
+    "catalog_entry",
+    models.ForeignKey(
+        CatalogEntry, on_delete=models.SET_NULL, null=True, blank=True, related_name="connectors"
+    ),
+)
+Connector.add_to_class(
+    "merged_into",
+    models.ForeignKey(Connector, on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"),
+)

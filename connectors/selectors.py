@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, IntegerField, Q, When
 from django.utils import timezone
 
-from .models import Connector, Grant
+from .models import Connector, Grant, Identity
 
 
 @dataclass(frozen=True)
@@ -17,26 +18,74 @@ class RegisterSummary:
     connectors_total: int
     shadow: int
     without_owner: int
-    active_identities_30d: int
+    active_identities_30d: int  # people, not identity records: one human seen in four IdPs counts once
     active_devices_30d: int
+    people_total: int = 0
 
 
 def register_summary(*, days: int = 30) -> RegisterSummary:
     """Return the three questions: what connectors exist, who owns them, who used them lately."""
-    counts = dict(Connector.objects.order_by().values_list("status").annotate(n=Count("id")))
-    by_status = [(value, label, counts.get(value, 0)) for value, label in Connector.Status.choices]
-    owner = Connector.objects.exclude(
-        status__in=[Connector.Status.REVOKED, Connector.Status.REJECTED]
-    ).aggregate(without_owner=Count("id", filter=Q(business_owner__isnull=True)))
+    # Connectors, not paths: a merged connector is an alias of its survivor and is not counted.
+    counts = dict(
+        Connector.objects.exclude(status=Connector.Status.MERGED)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    by_status = [
+        (value, label, counts.get(value, 0))
+        for value, label in Connector.Status.choices
+        if value != Connector.Status.MERGED
+    ]
+    owner = Connector.objects.exclude(status__in=CLOSED_OR_MERGED).aggregate(
+        without_owner=Count("id", filter=Q(business_owner__isnull=True))
+    )
     since = timezone.now() - timedelta(days=days)
     used = Grant.objects.filter(last_used_at__gte=since).aggregate(
-        identities=Count("identity", distinct=True), devices=Count("device", distinct=True)
+        people=Count(person_key("identity"), distinct=True), devices=Count("device", distinct=True)
     )
     return RegisterSummary(
         connectors_by_status=by_status,
         connectors_total=sum(counts.values()),
         shadow=counts.get(Connector.Status.DISCOVERED, 0),
         without_owner=owner["without_owner"],
-        active_identities_30d=used["identities"],
+        active_identities_30d=used["people"],
         active_devices_30d=used["devices"],
+        people_total=people_count(),
     )
+
+
+CLOSED_OR_MERGED = (Connector.Status.REVOKED, Connector.Status.REJECTED, Connector.Status.MERGED)
+
+
+def person_key(identity: str = "") -> Case:
+    """An expression naming the person behind ``identity`` (a path to an Identity, "" for Identity itself).
+
+    Counting it distinct counts people: an identity linked to a person stands for that person, one
+    not linked (yet) for itself. Even numbers are people, odd ones lone identities, so they never
+    collide.
+    """
+    prefix = f"{identity}__" if identity else ""
+    return Case(
+        When(**{f"{prefix}person__isnull": False}, then=F(f"{prefix}person_id") * 2),
+        When(**{f"{prefix}pk__isnull": False}, then=F(f"{prefix}pk") * 2 + 1),
+        default=None,
+        output_field=IntegerField(),
+    )
+
+
+def people_count() -> int:
+    """Return how many people the register knows (identities not linked yet count one each)."""
+    return Identity.objects.aggregate(n=Count(person_key(), distinct=True))["n"]
+
+
+def person_identities(identity_ids: Iterable[int]) -> set[int]:
+    """Return the ids of every identity of the same people as the given ones (the given ones included).
+
+    Offboarding calls it to act on a departing person's records in every source.
+    """
+    ids = set(identity_ids)
+    if not ids:
+        return set()
+    people = Identity.objects.filter(pk__in=ids, person__isnull=False).values("person_id")
+    return ids | set(Identity.objects.filter(person_id__in=people).values_list("pk", flat=True))

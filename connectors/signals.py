@@ -17,3 +17,8 @@ sync_succeeded = Signal()
 # Sent (synchronously, no arguments) before the expiry policy looks for unused grants, so that the
 # AI activity app can bring grants' usage times up to date first.
 stale_check_starting = Signal()
+
+# Sent synchronously inside connector_merge's transaction with survivor: Connector, merged: Connector,
+# so the apps above move what they hang on the merged connector (requests, transfers) in the same
+# transaction as the merge and its audit event.
+connector_merged = Signal()

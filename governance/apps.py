@@ -13,7 +13,7 @@ class GovernanceConfig(AppConfig):
 
         post_migrate.connect(on_post_migrate, dispatch_uid="governance.iam_staff_group")
 
-        from connectors.signals import identity_status_changed, sync_succeeded
+        from connectors.signals import connector_merged, identity_status_changed, sync_succeeded
 
         from .attestations import check_attestation_settings
         from .offboarding import check_offboarding_settings, on_identity_status_changed, on_sync_succeeded
@@ -22,3 +22,7 @@ class GovernanceConfig(AppConfig):
         sync_succeeded.connect(on_sync_succeeded, dispatch_uid="governance.offboarding_reconcile")
         checks.register(check_attestation_settings)
         checks.register(check_offboarding_settings)
+
+        from .merging import on_connector_merged
+
+        connector_merged.connect(on_connector_merged, dispatch_uid="governance.connector_merged")

@@ -147,3 +147,14 @@ class SanctionForm(forms.Form):
 
     def clean_scopes(self) -> list[str]:
         return split_scopes(self.cleaned_data.get("scopes", ""))
+
+
+class MergeForm(forms.Form):
+    survivor = forms.ModelChoiceField(
+        queryset=Connector.objects.exclude(status=Connector.Status.MERGED).order_by("name", "pk"),
+        help_text="The connector that stays: this one's paths, grants and requests move to it.",
+    )
+
+    def __init__(self, *args, connector: Connector, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["survivor"].queryset = self.fields["survivor"].queryset.exclude(pk=connector.pk)

@@ -18,6 +18,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "connectorapp": ["add", "change", "view"],
         "grant": ["change", "view"],
         "syncrun": ["view"],
+        "person": ["change", "view"],
+        "catalogentry": ["add", "change", "view"],
     },
     "governance": {
         "user": ["view"],

@@ -15,13 +15,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
-from connectors.models import Connector, Grant, IllegalTransition
+from connectors.models import Connector, ConnectorApp, Grant, IllegalTransition
 from connectors.queueing import DEFERRED_MESSAGE, deferred
 
 from . import permissions as perms
 from . import selectors, services
 from .filters import ConnectorFilter, GrantFilter, RequestFilter, ShadowFilter
-from .forms import DecisionForm, OwnerForm, ProvisionForm, ReasonForm, RequestForm, SanctionForm
+from .forms import DecisionForm, MergeForm, OwnerForm, ProvisionForm, ReasonForm, RequestForm, SanctionForm
 from .models import ConnectorRequest
 from .tables import PER_PAGE, GrantsTable, InboxTable, MyConnectorsTable, RequestsTable, ShadowTable
 
@@ -114,7 +114,8 @@ def shadow(request: HttpRequest) -> HttpResponse:
 def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Show a connector: owner, status history, grants with identities and devices, recent AI activity."""
     connector = get_object_or_404(
-        Connector.objects.select_related("business_owner", "technical_owner"), pk=pk
+        Connector.objects.select_related("business_owner", "technical_owner", "catalog_entry", "merged_into"),
+        pk=pk,
     )
     perms.require(perms.can_view_connector(request.user, connector))
     can_revoke = perms.can_revoke_connector(request.user, connector)
@@ -133,6 +134,7 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "connector": connector,
             "grants": grants,
             "history": selectors.connector_history(connector),
+            "paths": selectors.connector_paths(connector),
             "activity": selectors.connector_activity(connector),
             "requests": selectors.connector_requests(connector)[:20],
             "can_revoke": can_revoke,
@@ -231,6 +233,43 @@ def connector_sanction(request: HttpRequest, pk: int) -> HttpResponse:
         ):
             return redirect("portal:shadow")
     return render(request, "portal/sanction.html", {"connector": connector, "form": form})
+
+
+@login_required
+def connector_merge(request: HttpRequest, pk: int) -> HttpResponse:
+    """Merge a connector into another one that is the same product (IAM): paths, grants, requests move."""
+    from connectors.merging import connector_merge as merge
+
+    connector = get_object_or_404(Connector.objects.exclude(status=Connector.Status.MERGED), pk=pk)
+    perms.require(perms.is_iam(request.user))
+    form = MergeForm(request.POST or None, connector=connector)
+    if request.method == "POST" and form.is_valid():
+        survivor = form.cleaned_data["survivor"]
+        if _attempt(
+            request,
+            lambda: merge(survivor=survivor, merged=connector, actor=request.user),
+            f"'{connector.name}' is merged into '{survivor.name}'; the next syncs attach its paths there.",
+        ):
+            return redirect("portal:connector_detail", pk=survivor.pk)
+    return render(request, "portal/merge.html", {"connector": connector, "form": form})
+
+
+@login_required
+@require_POST
+def connector_split(request: HttpRequest, pk: int) -> HttpResponse:
+    """Move one path out of its connector into a connector of its own (IAM): undoes a wrong merge."""
+    from connectors.merging import connector_split as split
+
+    app = get_object_or_404(ConnectorApp, pk=pk)
+    perms.require(perms.is_iam(request.user))
+    result: dict[str, Connector] = {}
+    if _attempt(
+        request,
+        lambda: result.setdefault("new", split(app=app, actor=request.user)),
+        f"'{app.name or app.client_id}' is a connector of its own again.",
+    ):
+        return redirect("portal:connector_detail", pk=result["new"].pk)
+    return redirect("portal:connector_detail", pk=app.connector_id)
 
 
 @login_required

@@ -14,6 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import (
     Count,
     Exists,
+    Expression,
     F,
     IntegerField,
     Max,
@@ -28,6 +29,7 @@ from django.db.models.functions import Coalesce
 
 from audit.models import AuditEvent
 from connectors.models import Connector, ConnectorApp, Grant, Identity
+from connectors.selectors import person_key
 
 from .models import ConnectorRequest, ConnectorUserObjectPermission, Decision
 from .permissions import can_provision, is_iam
@@ -44,7 +46,7 @@ def _object_permission(user: AbstractBaseUser, codename: str, connector_ref: str
     )
 
 
-def _count(qs: QuerySet, field: str = "pk", distinct: bool = False) -> Coalesce:
+def _count(qs: QuerySet, field: str | Expression = "pk", distinct: bool = False) -> Coalesce:
     """Count rows of ``qs`` (filtered on OuterRef connector) as a correlated subquery, 0 when none."""
     return Coalesce(
         Subquery(
@@ -58,7 +60,7 @@ def _count(qs: QuerySet, field: str = "pk", distinct: bool = False) -> Coalesce:
 def _with_usage(qs: QuerySet[Connector]) -> QuerySet[Connector]:
     active = Grant.objects.filter(connector=OuterRef("pk"), status=Grant.Status.ACTIVE)
     return qs.annotate(
-        holders=_count(active, "identity", distinct=True),
+        holders=_count(active, person_key("identity"), distinct=True),  # people, not identity records
         active_grants=_count(active),
         last_used=Subquery(
             Grant.objects.filter(connector=OuterRef("pk"))
@@ -213,4 +215,15 @@ def connector_requests(connector: Connector) -> QuerySet[ConnectorRequest]:
         .select_related("requester")
         .prefetch_related("decisions__decided_by")
         .order_by("-created_at")
+    )
+
+
+def connector_paths(connector: Connector) -> QuerySet[ConnectorApp]:
+    """Return a connector's paths (one per source it appears in) with their active grant counts."""
+    active = Grant.objects.filter(app=OuterRef("pk"), status=Grant.Status.ACTIVE)
+    return (
+        ConnectorApp.objects.filter(connector=connector)
+        .select_related("source")
+        .annotate(active_grants=_count(active))
+        .order_by("source__name", "client_id")
     )

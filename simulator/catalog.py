@@ -738,3 +738,15 @@ GRAPH_APP_ROLES = (
     ("df021288-bdef-4463-88db-98f22de89214", "User.Read.All"),
     ("810c84a8-4a9e-49e6-bf7d-12d183f40d01", "Mail.Read"),
 )
+
+# The demo's logins (governance seed_demo) are people of this company too: the simulated tenant gives
+# these names and emails to a few of its people, so each login is the same person in every provider.
+# (role, first, last, email, who they are in the organisation)
+DEMO_DOMAIN = "lanyard.demo"
+DEMO_PERSONAS: tuple[tuple[str, str, str, str], ...] = (
+    ("iam", "Iris", "Admin", "an IT engineer"),
+    ("iam2", "Ivan", "Second", "another IT engineer"),
+    ("manager", "Max", "Manager", "a manager with reports"),
+    ("employee", "Emma", "Employee", "one of Max's reports"),
+    ("owner", "Olivia", "Owner", "a manager in another department, owner of the sanctioned apps"),
+)

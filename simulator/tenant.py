@@ -222,6 +222,7 @@ class Tenant:
                 self.status[i] = DEPROVISIONED
         self.admin = heads.get("IT", 0)
         self.is_admin[self.admin] = 1
+        self._place_demo_personas(heads)
         self.by_email = {e: i for i, e in enumerate(self.email)}
         self.google_ids = [f"1{(self.seed * 104729 + i * 7919) % 10**20:020d}" for i in range(n)]
         self.entra_ids = [_uuid("entra-user", self.seed, i) for i in range(n)]
@@ -234,6 +235,44 @@ class Tenant:
         self.by_entra = {v: i for i, v in enumerate(self.entra_ids)}
         self.by_okta = {v: i for i, v in enumerate(self.okta_ids)}
         self.by_login = {v: i for i, v in enumerate(self.github_logins)}
+
+    def _place_demo_personas(self, heads: dict[str, int]) -> None:
+        """Give the demo logins' names and emails to fitting people (active, not a department head)."""
+        n, heads_ = self.n, set(heads.values()) | {0}
+        reports: dict[int, list[int]] = {}
+        for i in range(n):
+            if self.manager[i] >= 0 and self.status[i] == 0:
+                reports.setdefault(self.manager[i], []).append(i)
+
+        def pick(ok) -> int | None:
+            return next((i for i in range(n) if i not in heads_ and i not in taken and ok(i)), None)
+
+        taken: set[int] = set()
+        it = [i for i in range(n) if self.dept[i] == "IT"]
+        manager = pick(lambda i: self.status[i] == 0 and len(reports.get(i, [])) >= 2)
+        chosen = {
+            "iam": pick(lambda i: i in it and self.status[i] == 0 and i != self.admin),
+        }
+        taken |= {v for v in chosen.values() if v is not None}
+        chosen["iam2"] = pick(lambda i: i in it and self.status[i] == 0 and i != self.admin)
+        taken |= {v for v in chosen.values() if v is not None}
+        chosen["manager"] = manager if manager not in taken else None
+        taken |= {v for v in chosen.values() if v is not None}
+        if chosen["manager"] is not None:
+            chosen["employee"] = next((r for r in reports[chosen["manager"]] if r not in taken), None)
+            taken |= {v for v in chosen.values() if v is not None}
+        chosen["owner"] = pick(
+            lambda i: (
+                self.status[i] == 0
+                and chosen.get("manager") is not None
+                and self.dept[i] != self.dept[chosen["manager"]]
+            )
+        )
+        for role, first, last, _ in catalog.DEMO_PERSONAS:
+            i = chosen.get(role)
+            if i is not None:
+                self.first[i], self.last[i] = first, last
+                self.email[i] = f"{role}@{catalog.DEMO_DOMAIN}"
 
     def name(self, i: int) -> str:
         return f"{self.first[i]} {self.last[i]}"

@@ -6,7 +6,18 @@ import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, Risk, SyncRun
+from connectors.models import (
+    CatalogEntry,
+    Connector,
+    ConnectorApp,
+    Device,
+    Grant,
+    Identity,
+    IdentitySource,
+    Person,
+    Risk,
+    SyncRun,
+)
 from governance.models import ConnectorRequest, User
 
 
@@ -136,3 +147,22 @@ class ConnectorRequestFactory(factory.django.DjangoModelFactory):
     requester = factory.SubFactory(UserFactory)
     justification = "Summarise meeting notes for the sales team."
     scopes = factory.LazyFunction(lambda: ["https://www.googleapis.com/auth/calendar.readonly"])
+
+
+class CatalogEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CatalogEntry
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"ai-app-{n}")
+    name = factory.Sequence(lambda n: f"AI App {n}")
+    publisher = "Example AI Inc."
+    ids = factory.LazyFunction(dict)
+
+
+class PersonFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Person
+
+    name = factory.Faker("name")
+    email = factory.Sequence(lambda n: f"human{n}@example.com")

@@ -257,8 +257,11 @@ def _connectors(
         for app in apps:
             by_pair[(app.source_id, app.client_id)] = app.connector
     if urls:
-        for connector in Connector.objects.filter(mcp_server_url__in=urls).order_by("pk"):
-            by_url.setdefault(connector.mcp_server_url, connector)
+        # A connector IAM merged into another one forwards its MCP server's events to the survivor.
+        for connector in (
+            Connector.objects.filter(mcp_server_url__in=urls).select_related("merged_into").order_by("pk")
+        ):
+            by_url.setdefault(connector.mcp_server_url, connector.merged_into or connector)
 
     def pair(e: Event) -> tuple[int, str]:
         return (sources[e.connector_source].pk, e.client_id)

@@ -47,6 +47,9 @@ class IdpUser:
     manager_external_id: str | None = None
     status: str = "active"  # active | suspended | deprovisioned
     is_service: bool = False
+    # An immutable id other sources share for this person, namespaced: "ad-guid:<onPremisesImmutableId>",
+    # "saml:<nameId>", "federation:<id>". Blank when the provider gives none (connectors.people).
+    link_key: str = ""
 
 
 @dataclass(slots=True)

@@ -34,7 +34,10 @@ DEFAULT_BASE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 MICROSOFT_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owner of Microsoft's first-party apps
 PAGE = 999
-USER_FIELDS = "id,displayName,userPrincipalName,mail,accountEnabled,department,employeeLeaveDateTime"
+USER_FIELDS = (
+    "id,displayName,userPrincipalName,mail,accountEnabled,department,employeeLeaveDateTime,"
+    "onPremisesImmutableId"
+)
 
 
 def _platform(os_name: str) -> str:
@@ -273,6 +276,8 @@ def parse_user(u: dict, now: datetime) -> IdpUser:
         department=u.get("department") or "",
         manager_external_id=(u.get("manager") or {}).get("id"),
         status=status,
+        # the on-premises AD objectGUID: the same in every source synced from that AD
+        link_key=f"ad-guid:{u['onPremisesImmutableId']}" if u.get("onPremisesImmutableId") else "",
     )
 
 

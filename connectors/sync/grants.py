@@ -7,9 +7,9 @@ from typing import Any
 
 from audit import services as audit
 
-from .. import bulk, risk, services
+from .. import bulk, catalog, risk, services
 from ..idp.base import IdpGrant
-from ..models import Connector, ConnectorApp, Grant
+from ..models import CatalogEntry, Connector, ConnectorApp, Grant, Risk
 from .helpers import _assess, _aware, _get, _json, _later, _valid
 from .state import CHUNK, VANISHED_REASON, SyncState
 
@@ -31,6 +31,7 @@ GRANT_STATUS_FIELDS = ("status", "revoked_at", "revoked_by_id", "revoke_reason")
 GRANT_COLUMNS = ("pk", "external_id", *GRANT_FIELDS, *GRANT_STATUS_FIELDS)
 GRANT_KINDS = frozenset(Grant.Kind.values)
 CONSENT_TYPES = frozenset(Grant.ConsentType.values)
+RISK_ORDER = list(Risk.values)
 
 
 class GrantSync(SyncState):
@@ -80,24 +81,39 @@ class GrantSync(SyncState):
             self.keep_claim()
 
     def _app_for(self, g: IdpGrant) -> tuple[int, int]:
-        """Return (app pk, connector pk) for the grant's client id, discovering a shadow connector."""
+        """Return (app pk, connector pk) for the grant's client id, adding a path or a shadow connector.
+
+        An app this source has not listed before becomes another path of the connector it already is
+        elsewhere (the same id in another source of this kind: a sync or IAM put it there) or of the
+        catalog's product; only an app known to neither becomes a new discovered connector.
+        """
         found = self.apps.get(g.client_id)
         if found is not None:
             return found
         meta = self.app_meta.get(g.client_id)
         name = ((meta.name if meta else "") or g.app_name or g.client_id)[:200]
         assessment = _assess(tuple(g.scopes), g.consent_type == Grant.ConsentType.ALL_PRINCIPALS)
-        connector = Connector.objects.create(
-            name=name,
-            vendor=(meta.publisher if meta else "")[:200],
-            kind=_valid(meta.kind if meta else "", Connector.Kind.values, Connector.Kind.OAUTH_APP),
-            status=Connector.Status.DISCOVERED,
-            risk=assessment.level,
-            risk_score=assessment.score,
-            discovered_at=self.now,
-            status_changed_at=self.now,
-            created_at=self.now,
-        )
+        connector, matched_by, entry = self._known_connector(g.client_id)
+        if connector is None:
+            level = assessment.level
+            if entry is not None and RISK_ORDER.index(entry.risk) > RISK_ORDER.index(level):
+                level = entry.risk  # the catalog's default risk is a floor
+            connector = Connector.objects.create(
+                name=entry.name if entry else name,
+                vendor=(entry.publisher if entry else (meta.publisher if meta else ""))[:200],
+                kind=entry.kind
+                if entry
+                else _valid(meta.kind if meta else "", Connector.Kind.values, Connector.Kind.OAUTH_APP),
+                status=Connector.Status.DISCOVERED,
+                risk=level,
+                risk_score=assessment.score,
+                catalog_entry=entry,
+                discovered_at=self.now,
+                status_changed_at=self.now,
+                created_at=self.now,
+            )
+            if entry is not None:
+                self._catalog_connectors[entry.pk] = connector.pk
         app = ConnectorApp.objects.create(
             connector=connector,
             source=self.source,
@@ -109,28 +125,80 @@ class GrantSync(SyncState):
             first_seen=self.now,
             last_seen=self.now,
         )
-        audit.record(
-            "connector.discovered",
-            actor=self._actor,
-            connector=connector,
-            source=self.source,
-            target=connector,
-            data={
-                "client_id": g.client_id,
-                "app_name": name,
-                "publisher": connector.vendor,
-                "verified": app.verified,
-                "risk": assessment.level,
-                "risk_score": assessment.score,
-                "scopes": list(g.scopes),
-                "sync_run": self.run.pk,
-            },
-        )
-        self.run.shadow += 1
-        self.discovered.add(connector.pk)
+        data = {
+            "client_id": g.client_id,
+            "app_name": name,
+            "publisher": app.publisher,
+            "verified": app.verified,
+            "risk": assessment.level,
+            "risk_score": assessment.score,
+            "scopes": list(g.scopes),
+            "catalog": entry.slug if entry else None,
+            "sync_run": self.run.pk,
+        }
+        if matched_by is None:
+            audit.record(
+                "connector.discovered",
+                actor=self._actor,
+                connector=connector,
+                source=self.source,
+                target=connector,
+                data=data,
+            )
+            self.run.shadow += 1
+            self.discovered.add(connector.pk)
+        else:
+            audit.record(
+                "connector.path_added",
+                actor=self._actor,
+                connector=connector,
+                source=self.source,
+                target=app,
+                data={**data, "matched_by": matched_by},
+            )
+            self.bump("paths_added")
         self.apps[g.client_id] = (app.pk, connector.pk)
         self.connectors[connector.pk] = connector
         return app.pk, connector.pk
+
+    def _known_connector(self, client_id: str) -> tuple[Connector | None, str | None, CatalogEntry | None]:
+        """Return (connector, how it matched, catalog entry) for a client id new to this source."""
+        if self._matcher is None:
+            # Loaded once per run, and only when the run meets an app it does not know.
+            self._matcher = catalog.Matcher(self.source.kind)
+            self._kin_apps = dict(
+                ConnectorApp.objects.filter(source__kind=self.source.kind)
+                .exclude(source=self.source)
+                .order_by("-pk")
+                .values_list("client_id", "connector_id")
+            )
+            self._catalog_connectors = {}
+            for entry_id, pk in (
+                Connector.objects.filter(catalog_entry__isnull=False)
+                .exclude(status=Connector.Status.MERGED)
+                .order_by("-pk")
+                .values_list("catalog_entry_id", "pk")
+            ):
+                self._catalog_connectors[entry_id] = pk
+        kin = self._kin_apps.get(client_id)
+        if kin is not None:
+            return self._connector(kin), "same id in another source", None
+        entry = self._matcher.entry_for(client_id)
+        if entry is None:
+            return None, None, None
+        # Two sources discovering one product at once: the entry's row lock makes the second one wait
+        # and then find the first one's connector.
+        CatalogEntry.objects.select_for_update().filter(pk=entry.pk).first()
+        pk = self._catalog_connectors.get(entry.pk) or (
+            Connector.objects.filter(catalog_entry=entry)
+            .exclude(status=Connector.Status.MERGED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if pk is None:
+            return None, None, entry
+        return self._connector(pk), f"catalog:{entry.slug}", entry
 
     # ------------------------------------------------------------------------------------ grants
 

@@ -7,13 +7,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models.functions import Lower
 
-from .. import bulk, services
+from .. import bulk, people, services
 from ..idp.base import IdpUser
 from ..models import Identity
 from .helpers import _get, _valid
 from .state import CHUNK, VANISHED_REASON, SyncState
 
-IDENTITY_FIELDS = ("email", "name", "department", "status", "is_service")
+IDENTITY_FIELDS = ("email", "name", "department", "status", "is_service", "link_key")
 IDENTITY_STATUSES = frozenset(Identity.Status.values)
 
 
@@ -93,6 +93,13 @@ class IdentitySync(SyncState):
                 self._identity_status_changed(changes)
             self.keep_claim()
         self._link_managers()
+        self._link_people()
+
+    def _link_people(self) -> None:
+        """Put this source's identities into people with the other sources' (connectors.people)."""
+        for key, n in people.link_people().items():
+            self.bump(key, n)
+        self.keep_claim()
 
     @staticmethod
     def _identity_values(u: IdpUser) -> dict[str, Any]:
@@ -102,6 +109,7 @@ class IdentitySync(SyncState):
             "department": (u.department or "")[:100],
             "status": _valid(u.status, IDENTITY_STATUSES, Identity.Status.ACTIVE),
             "is_service": bool(u.is_service),
+            "link_key": (u.link_key or "")[:255],
         }
 
     def _identity_status_changed(self, changes: list[tuple[Identity, str | None]], reason: str = "") -> None:

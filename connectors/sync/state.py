@@ -41,6 +41,10 @@ class SyncState:
     connectors: dict[int, Connector] = field(default_factory=dict)
     connector_scores: dict[int, int] = field(default_factory=dict)
     discovered: set[int] = field(default_factory=set)
+    # Loaded on the first app new to this source (see GrantSync._known_connector).
+    _matcher: Any = None
+    _kin_apps: dict[str, int] = field(default_factory=dict)
+    _catalog_connectors: dict[int, int] = field(default_factory=dict)
     seen_grants: PkSet = field(default_factory=PkSet)
     seen_identities: PkSet = field(default_factory=PkSet)
     # status -> identity pks newly suspended/deprovisioned in this run (signalled at the end)

@@ -13,7 +13,14 @@ from django.utils import timezone
 from audit.services import record
 
 from ..models import Attestation, AttestationCampaign, ManagerReview
-from .routing import AttestationError, _owner_identities, campaign_grants, first_active_above, manager_chains
+from .routing import (
+    AttestationError,
+    _owner_identities,
+    campaign_grants,
+    first_active_above,
+    manager_chains,
+    people_of,
+)
 
 CStatus = AttestationCampaign.Status
 
@@ -36,19 +43,28 @@ def campaign_launch(*, campaign: AttestationCampaign, actor: Any) -> Attestation
         rows = list(
             campaign_grants(campaign).values_list("pk", "identity_id", "connector__business_owner_id")
         )
-        chains = manager_chains({holder for _, holder, _ in rows})
+        holders = {holder for _, holder, _ in rows}
+        chains = manager_chains(holders)
         reviewer_of = {holder: first_active_above(holder, chains) for holder in chains}
         owners = _owner_identities(
             {owner for _, holder, owner in rows if owner and not reviewer_of.get(holder)}
         )
+        # One report per person: a person's grants from every source are listed under their primary
+        # identity, and nobody reviews a grant of their own person.
+        people = people_of((holders | set(reviewer_of.values()) | set(owners.values())) - {None})
         attestations, unrouted = [], []
         for grant_id, holder, owner_user in rows:
             reviewer = reviewer_of.get(holder) or owners.get(owner_user)
-            if reviewer is None or reviewer == holder:
+            holder_person, report = people[holder]
+            if (
+                reviewer is None
+                or reviewer == holder
+                or (holder_person is not None and people[reviewer][0] == holder_person)
+            ):
                 unrouted.append(grant_id)
                 continue
             attestations.append(
-                Attestation(campaign=campaign, grant_id=grant_id, identity_id=holder, manager_id=reviewer)
+                Attestation(campaign=campaign, grant_id=grant_id, identity_id=report, manager_id=reviewer)
             )
         Attestation.objects.bulk_create(attestations, batch_size=1000)
         managers = sorted({a.manager_id for a in attestations})

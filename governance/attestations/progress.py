@@ -42,6 +42,8 @@ class CampaignProgress:
     managers: list[ManagerProgress]
     totals: dict[str, int]
     unrouted: int
+    people: int = 0  # reports: one per person (attestations name the person's primary identity)
+    connectors: int = 0
 
     @property
     def total(self) -> int:
@@ -62,7 +64,7 @@ class CampaignProgress:
 
 
 def campaign_progress(campaign: AttestationCampaign) -> CampaignProgress:
-    """Return completion per manager and decision totals in two queries, whatever the size."""
+    """Return completion per manager, decision totals, people and connectors in three queries."""
     now = timezone.now()
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     rows = (
@@ -97,8 +99,16 @@ def campaign_progress(campaign: AttestationCampaign) -> CampaignProgress:
                 or c[Decision.FLAGGED] + c[Decision.AUTO_REVOKED] > 0,
             )
         )
+    reach = Attestation.objects.filter(campaign=campaign).aggregate(
+        people=Count("identity_id", distinct=True), connectors=Count("grant__connector_id", distinct=True)
+    )
     return CampaignProgress(
-        campaign=campaign, managers=managers, totals=dict(totals), unrouted=len(campaign.unrouted_grant_ids)
+        campaign=campaign,
+        managers=managers,
+        totals=dict(totals),
+        unrouted=len(campaign.unrouted_grant_ids),
+        people=reach["people"],
+        connectors=reach["connectors"],
     )
 
 

@@ -3,7 +3,11 @@
 Who reviews what
     A campaign covers the active grants held by people (not tenant-wide consents) on connectors
     that are not revoked or rejected, narrowed by its scope (connectors, risks, departments of the
-    holder). Each grant goes to the holder's manager; when that manager is not active (suspended,
+    holder). Routing is by person (``connectors.people``), not by source record: each grant goes to
+    the holder's person's manager, whichever source says who that is, addressed to that manager's
+    primary identity (the one they sign in with), so a manager gets one email per campaign
+    listing every report's grants from every source. An identity not linked to a person yet
+    follows its own record's manager. When that manager is not active (suspended,
     deprovisioned) it goes to the first active manager further up. A holder with no active
     manager above them is reviewed by the connector's business owner (their active identity).
     A grant with neither is not routed: it is listed on the campaign (``unrouted_grant_ids``) and
@@ -27,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from connectors.models import Connector, Grant, Identity
 
@@ -55,20 +59,31 @@ def campaign_grants(campaign: AttestationCampaign) -> QuerySet[Grant]:
     if campaign.scope_risks:
         qs = qs.filter(connector__risk__in=campaign.scope_risks)
     if campaign.scope_departments:
-        qs = qs.filter(identity__department__in=campaign.scope_departments)
+        qs = qs.filter(
+            Q(identity__department__in=campaign.scope_departments)
+            | Q(identity__person__department__in=campaign.scope_departments)
+        )
     return qs
 
 
 def manager_chains(start_ids: Iterable[int]) -> dict[int, tuple[int | None, str]]:
-    """Load (manager_id, status) for the given identities and everyone above them, a level per query."""
+    """Load (manager identity id, status) for the identities and everyone above them, a level per query.
+
+    The manager is the person's manager's primary identity where the identity belongs to a person
+    with a manager, else the manager its own source record names.
+    """
     info: dict[int, tuple[int | None, str]] = {}
     wanted = set(start_ids)
     for _ in range(MAX_CHAIN + 1):
         wanted -= info.keys()
         if not wanted:
             break
-        rows = Identity.objects.filter(pk__in=wanted).values_list("pk", "manager_id", "status")
-        info.update({pk: (manager_id, status) for pk, manager_id, status in rows})
+        rows = Identity.objects.filter(pk__in=wanted).values_list(
+            "pk", "manager_id", "status", "person__manager__primary_identity_id"
+        )
+        info.update(
+            {pk: (person_manager or manager_id, status) for pk, manager_id, status, person_manager in rows}
+        )
         wanted = {info[pk][0] for pk in wanted if pk in info and info[pk][0]}
     return info
 
@@ -84,6 +99,17 @@ def first_active_above(identity_id: int, info: dict[int, tuple[int | None, str]]
     return None
 
 
+def people_of(identity_ids: Iterable[int]) -> dict[int, tuple[int | None, int]]:
+    """Map identity ids to (person id, the person's primary identity id); unlinked ones map to themselves."""
+    found = {pk: (None, pk) for pk in identity_ids}
+    rows = Identity.objects.filter(pk__in=list(found), person__isnull=False).values_list(
+        "pk", "person_id", "person__primary_identity_id"
+    )
+    for pk, person, primary in rows:
+        found[pk] = (person, primary or pk)
+    return found
+
+
 def escalation_target(manager: Identity) -> Identity | None:
     """Return the first active identity above ``manager``, or None."""
     target = first_active_above(manager.pk, manager_chains([manager.pk]))
@@ -91,13 +117,16 @@ def escalation_target(manager: Identity) -> Identity | None:
 
 
 def _owner_identities(user_ids: set[int]) -> dict[int, int]:
-    """Map business-owner user ids to one active identity of theirs (the lowest id)."""
+    """Map business-owner user ids to an active identity of theirs: their primary one, else the lowest id."""
     found: dict[int, int] = {}
     rows = (
         Identity.objects.filter(user_id__in=user_ids, status=Identity.Status.ACTIVE)
         .order_by("pk")
-        .values_list("user_id", "pk")
+        .values_list("user_id", "pk", "person__primary_identity_id")
     )
-    for user_id, pk in rows:
-        found.setdefault(user_id, pk)
+    for user_id, pk, primary in rows:
+        if primary == pk:
+            found[user_id] = pk
+        else:
+            found.setdefault(user_id, pk)
     return found

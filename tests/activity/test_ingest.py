@@ -575,3 +575,19 @@ def test_a_batch_blocked_by_a_concurrent_writer_gets_503_and_records_nothing(cli
     assert response["Retry-After"] == "1"
     assert not AuditEvent.objects.filter(action__startswith="ai.").exists()
     assert post(client, raw, {"events": [event(1)]}).status_code == 200
+
+
+def test_a_merged_mcp_servers_events_go_to_the_connector_it_was_merged_into(client, gateway, known, iam):
+    from connectors.merging import connector_merge
+
+    survivor = Connector.objects.create(name="Docs (sanctioned)", status=Connector.Status.ACTIVE)
+    alias = Connector.objects.create(name="Docs MCP", mcp_server_url="https://mcp.example.com/docs")
+    connector_merge(survivor=survivor, merged=alias, actor=iam)
+
+    post(
+        client,
+        gateway[1],
+        {"events": [event(1, connector={"mcp_server_url": "https://mcp.example.com/docs"})]},
+    )
+
+    assert AuditEvent.objects.get(external_id__endswith=":evt-1").connector == survivor

@@ -11,7 +11,17 @@ from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditCheckpoint, AuditEvent, IngestKey
-from connectors.models import Connector, ConnectorApp, Device, Grant, Identity, IdentitySource, SyncRun
+from connectors.models import (
+    CatalogEntry,
+    Connector,
+    ConnectorApp,
+    Device,
+    Grant,
+    Identity,
+    IdentitySource,
+    Person,
+    SyncRun,
+)
 from governance.models import (
     Attestation,
     AttestationCampaign,
@@ -22,6 +32,7 @@ from governance.models import (
     User,
 )
 from tests.factories import (
+    CatalogEntryFactory,
     ConnectorAppFactory,
     ConnectorFactory,
     ConnectorRequestFactory,
@@ -29,6 +40,7 @@ from tests.factories import (
     GrantFactory,
     IdentityFactory,
     IdentitySourceFactory,
+    PersonFactory,
     SyncRunFactory,
     UserFactory,
 )
@@ -96,6 +108,10 @@ BUILDERS = {
     ConnectorApp: lambda n: ConnectorAppFactory.create_batch(n),
     Grant: lambda n: GrantFactory.create_batch(n),
     SyncRun: lambda n: SyncRunFactory.create_batch(n),
+    Person: lambda n: [
+        PersonFactory(manager=PersonFactory(), primary_identity=IdentityFactory()) for _ in range(n)
+    ],
+    CatalogEntry: lambda n: CatalogEntryFactory.create_batch(n),
     User: lambda n: UserFactory.create_batch(n),
     ConnectorRequest: lambda n: ConnectorRequestFactory.create_batch(n),
     Decision: _decisions,

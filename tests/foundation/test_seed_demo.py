@@ -22,12 +22,19 @@ def test_seed_demo_builds_a_realistic_organisation_and_is_idempotent():
     assert first["Identity"] >= 120
     assert Identity.objects.filter(manager__isnull=False).count() >= 119
     assert Identity.objects.values("department").distinct().count() >= 5
-    assert {c.status for c in Connector.objects.all()} >= set(Connector.Status.values)
+    assert {c.status for c in Connector.objects.all()} >= set(Connector.Status.values) - {
+        Connector.Status.MERGED
+    }
     assert Connector.objects.filter(status=Connector.Status.DISCOVERED).count() >= 3
     assert Grant.objects.filter(status=Grant.Status.ACTIVE).count() > 50
     assert User.objects.get(email="iam@lanyard.demo").groups.filter(name="IAM staff").exists()
     employee = User.objects.get(email="employee@lanyard.demo").identities.get()
     assert employee.manager.user.email == "manager@lanyard.demo"
+    # Each login is one person: its identity records carry its name and email, and it is their primary.
+    for user in User.objects.filter(email__endswith="@lanyard.demo"):
+        identity = user.identities.get()
+        assert (identity.name, identity.email) == (user.get_full_name(), user.email)
+        assert identity.person.primary_identity == identity
 
     requests = ConnectorRequest.objects.filter(status__in=ConnectorRequest.OPEN)
     assert requests.filter(

@@ -168,6 +168,7 @@ class Command(BaseCommand):
                 self._organisation(rng, identities)
             self._link_users(users)
             if simulated:
+                self._merge_github_tokens(users)
                 self._sanction_simulated(users)
                 self._revoke_one_shadow(users)
             self._owners(users)
@@ -252,6 +253,7 @@ class Command(BaseCommand):
             else:
                 person.manager = people[9 + (i % 32)]
         Identity.objects.bulk_update(people[1:], ["manager"])
+        self._personas(people)
         devices = Device.objects.bulk_create(
             [
                 Device(
@@ -309,29 +311,35 @@ class Command(BaseCommand):
             )
         Grant.objects.bulk_create(grants)
 
+    @staticmethod
+    def _personas(people: list[Identity]) -> None:
+        """Give the demo logins' names and emails to people of the seed organisation (see _link_users)."""
+        from simulator.catalog import DEMO_PERSONAS
+
+        manager = people[9] if len(people) > 9 else None
+        employee = next((p for p in people[41:] if p.manager_id == getattr(manager, "pk", None)), None)
+        chosen = {"iam": 3, "iam2": 4, "owner": 2}
+        placed = {role: people[i] for role, i in chosen.items() if i < len(people)}
+        placed |= {role: p for role, p in (("manager", manager), ("employee", employee)) if p is not None}
+        for role, first, last, _ in DEMO_PERSONAS:
+            person = placed.get(role)
+            if person is not None:
+                person.name, person.email = f"{first} {last}", f"{role}@{DEMO_DOMAIN}"
+                person.status = Identity.Status.ACTIVE
+        Identity.objects.bulk_update(list(placed.values()), ["name", "email", "status"])
+
     def _link_users(self, users: dict[str, User]) -> None:
-        """Give the demo manager and employee an identity each: the employee reports to the manager."""
-        for role in ("manager", "employee", "owner"):
-            if users[role].identities.exists():
-                continue
-            source = IdentitySource.objects.order_by("pk").first()
-            if source is None:
-                return
-            managers = Identity.objects.filter(source=source, reports__isnull=False).distinct().order_by("pk")
-            if role == "manager":
-                identity = managers[5] if managers.count() > 5 else managers.first()
-            elif role == "employee":
-                manager = users["manager"].identities.first()
-                identity = manager.reports.order_by("pk").first() if manager else None
-            else:
-                identity = (
-                    Identity.objects.filter(source=source, user__isnull=True).order_by("pk")[2:3].first()
-                )
-            if identity is not None:
-                # One person appears once per source: link every identity with that email.
-                Identity.objects.filter(email__iexact=identity.email, user__isnull=True).update(
-                    user=users[role]
-                )
+        """Each demo login is a person of the organisation: link it to every identity with its email.
+
+        The simulated tenant (simulator.catalog.DEMO_PERSONAS) and the seed organisation both give
+        the logins' names and emails to people of theirs, so a login, its identity records in every
+        source and its person tell one story.
+        """
+        from connectors.people import link_people
+
+        for user in users.values():
+            Identity.objects.filter(email__iexact=user.email, user__isnull=True).update(user=user)
+        link_people()
 
     def _owners(self, users: dict[str, User]) -> None:
         """Give the demo owner the sanctioned connectors (through the service: permissions and audit)."""
@@ -342,6 +350,25 @@ class Command(BaseCommand):
             status__in=Connector.SANCTIONED + (Connector.Status.PENDING_IAM,), business_owner__isnull=True
         ):
             connector_set_owner(connector=connector, owner=owner, actor=iam)
+
+    def _merge_github_tokens(self, users: dict[str, User]) -> None:
+        """IAM recognises coding agents' GitHub tokens as the products they belong to, once.
+
+        A token's name is chosen by its owner, so no sync matches it to a product by itself; IAM's
+        merge is the decision, and later syncs attach the token's path to the product.
+        """
+        from connectors.idp.github import pat_client_id
+        from connectors.merging import connector_merge
+        from simulator.catalog import APPS
+
+        live = Connector.objects.exclude(status=Connector.Status.MERGED)
+        for app in APPS:
+            survivor = live.filter(name=app.name).order_by("pk").first()
+            if survivor is None or not app.github:
+                continue
+            tokens = [pat_client_id(name) for name, _ in app.github]
+            for merged in live.filter(apps__client_id__in=tokens).exclude(pk=survivor.pk).distinct():
+                connector_merge(survivor=survivor, merged=merged, actor=users["iam"])
 
     def _sanction_simulated(self, users: dict[str, User]) -> None:
         """Take the apps the simulated company has sanctioned through the real workflow, once."""
