@@ -51,6 +51,10 @@ class IdentitySource(models.Model):
     sync_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    hr_authoritative = models.BooleanField(
+        default=False, help_text="Managers and departments of people come from this source first."
+    )
+
     class Meta:
         ordering = ["name"]
 
@@ -101,6 +105,16 @@ class Identity(models.Model):
     )
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
+
+    # One human across sources (connectors.people links them).
+    person = models.ForeignKey(
+        "Person", on_delete=models.SET_NULL, null=True, blank=True, related_name="identities"
+    )
+    # An immutable id shared across sources, namespaced ("ad-guid:…", "saml:…"); blank when none is given.
+    link_key = models.CharField(max_length=255, blank=True, db_index=True)
+    # IAM linked or unlinked this identity by hand: automatic linking leaves it where IAM put it.
+    link_pinned = models.BooleanField(default=False)
+    link_conflict = models.CharField(max_length=500, blank=True)
 
     class Meta:
         verbose_name_plural = "identities"
@@ -227,6 +241,13 @@ class Connector(models.Model):
     discovered_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    catalog_entry = models.ForeignKey(
+        "CatalogEntry", on_delete=models.SET_NULL, null=True, blank=True, related_name="connectors"
+    )
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -511,30 +532,3 @@ class Person(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else (self.email or f"person {self.pk}")
-
-
-Identity.add_to_class(
-    "person",
-    models.ForeignKey(Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="identities"),
-)
-# An immutable id shared across sources, namespaced ("ad-guid:…", "saml:…"); blank when the IdP gives none.
-Identity.add_to_class("link_key", models.CharField(max_length=255, blank=True, db_index=True))
-# IAM linked or unlinked this identity by hand: automatic linking leaves it where IAM put it.
-Identity.add_to_class("link_pinned", models.BooleanField(default=False))
-Identity.add_to_class("link_conflict", models.CharField(max_length=500, blank=True))
-IdentitySource.add_to_class(
-    "hr_authoritative",
-    models.BooleanField(
-        default=False, help_text="Managers and departments of people come from this source first."
-    ),
-)
-Connector.add_to_class(
-    "catalog_entry",
-    models.ForeignKey(
-        CatalogEntry, on_delete=models.SET_NULL, null=True, blank=True, related_name="connectors"
-    ),
-)
-Connector.add_to_class(
-    "merged_into",
-    models.ForeignKey(Connector, on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"),
-)
