@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Q, When
 from django.utils import timezone
@@ -89,3 +89,50 @@ def person_identities(identity_ids: Iterable[int]) -> set[int]:
         return set()
     people = Identity.objects.filter(pk__in=ids, person__isnull=False).values("person_id")
     return ids | set(Identity.objects.filter(person_id__in=people).values_list("pk", flat=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where an identity stands for offboarding: its own status, or its person's when that is worse."""
+
+    status: str
+    since: datetime | None
+    # The identity whose status decided (itself, or its person's record in the HR source).
+    decided_by: int
+    person_wide: bool
+
+
+_SEVERITY = {Identity.Status.ACTIVE: 0, Identity.Status.SUSPENDED: 1, Identity.Status.DEPROVISIONED: 2}
+
+
+def identities_standing(identity_ids: Iterable[int] | None = None) -> dict[int, Standing]:
+    """Return the standing of the given identities (all when None) and of every identity of their people.
+
+    A person's status is the one its source for HR data reports (``people.hr_order``: the source IAM
+    marks authoritative, else the first with manager data): deprovisioned there, every identity of
+    the person is leaving, in every source; suspended there, every one is suspended. An identity's
+    own worse status (removed from one GitHub organisation) still counts for that identity alone.
+    """
+    from .people import hr_order
+
+    qs = Identity.objects.all()
+    if identity_ids is not None:
+        qs = qs.filter(pk__in=person_identities(identity_ids))
+    rows = list(qs.order_by().values_list("pk", "person_id", "status", "status_changed_at", "source_id"))
+    order = hr_order()
+    hr: dict[int, tuple] = {}
+    for pk, person_id, status, since, source_id in rows:
+        if person_id is None:
+            continue
+        rank = (order.get(source_id, len(order)), status != Identity.Status.ACTIVE, pk)
+        if person_id not in hr or rank < hr[person_id][0]:
+            hr[person_id] = (rank, status, since, pk)
+    standing: dict[int, Standing] = {}
+    for pk, person_id, status, since, _source_id in rows:
+        own = Standing(status, since, pk, False)
+        if person_id in hr:
+            _rank, p_status, p_since, p_pk = hr[person_id]
+            if _SEVERITY.get(p_status, 0) > _SEVERITY.get(status, 0):
+                own = Standing(p_status, p_since, p_pk, True)
+        standing[pk] = own
+    return standing

@@ -1,4 +1,10 @@
-"""Offboarding: a deprovisioned identity loses its grants and its connectors go to its manager.
+"""Offboarding: a person who leaves loses their grants in every source; their connectors go to their manager.
+
+It acts on the **person** (``connectors.people``): a person deprovisioned or suspended in the source
+IAM trusts for HR data (``IdentitySource.hr_authoritative``, else the first source with manager data)
+is so in every source, so the grants of all their identities are revoked or held
+(``connectors.selectors.identities_standing``). An identity's own worse status (removed from one
+GitHub organisation while still employed) counts for that identity alone.
 
 Offboarding is **level-triggered**: after every successful sync (``connectors.signals.sync_succeeded``),
 every hour (beat), and when an identity's status is changed by hand (``identity_status_changed``),
@@ -38,12 +44,13 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.checks import Error
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from audit.services import record
+from audit.services import record, values_in
 from connectors.models import Connector, Grant, Identity
+from connectors.selectors import identities_standing
 
 from .attestations import first_active_above, manager_chains
 from .models import OwnershipTransfer, User
@@ -78,8 +85,13 @@ def next_owner(identity: Identity) -> User | None:
     return None
 
 
-def identity_offboard(*, identity: Identity, actor: Any, why: str = "") -> dict[str, int]:
-    """Revoke the identity's active grants and hand the connectors its person owned to their manager."""
+def identity_offboard(
+    *, identity: Identity, actor: Any, why: str = "", person_left: bool = False
+) -> dict[str, int]:
+    """Revoke the identity's active grants and hand the connectors its person owned to their manager.
+
+    ``person_left``: the person is gone (their HR source says so), whatever other sources still show.
+    """
     if isinstance(actor, AbstractBaseUser) and not actor.has_perm("connectors.change_identity"):
         raise OffboardingNotAllowed("Only IAM staff can offboard an identity.")
     from connectors.services import grant_revoke_many
@@ -95,7 +107,8 @@ def identity_offboard(*, identity: Identity, actor: Any, why: str = "") -> dict[
 
         user = departing_user(identity)
         still_here = (
-            user is not None
+            not person_left
+            and user is not None
             and Identity.objects.filter(user=user, status=Identity.Status.ACTIVE)
             .exclude(pk=identity.pk)
             .exists()
@@ -166,17 +179,10 @@ def identity_offboard(*, identity: Identity, actor: Any, why: str = "") -> dict[
 REVOCABLE = (Grant.Status.ACTIVE, Grant.Status.EXPIRED)
 
 
-def _leavers_with_something_left(identities, now: datetime):
-    """Identities to offboard that still hold a grant, own a connector or are offered one."""
-    days = settings.LANYARD_OFFBOARD_SUSPENDED_DAYS
-    cutoff = now - timedelta(days=days)
-    ripe = Q(status=Identity.Status.SUSPENDED)
-    if days:
-        # Suspended long enough; an identity without a status time counts from its grants' hold.
-        ripe &= Q(status_changed_at__lte=cutoff) | Q(
-            status_changed_at__isnull=True, grants__held_at__lte=cutoff
-        )
-    leaving = identities.filter(Q(status=Identity.Status.DEPROVISIONED) | ripe)
+def _with_something_left(identity_ids: list[int]) -> list[Identity]:
+    """Those of the identities that still hold a grant, own a connector or are offered one."""
+    if not identity_ids:
+        return []
     owners = set(
         Connector.objects.exclude(status__in=CLOSED_CONNECTOR)
         .exclude(business_owner=None)
@@ -188,8 +194,9 @@ def _leavers_with_something_left(identities, now: datetime):
         )
     )
     emails = set(User.objects.filter(pk__in=owners).annotate(e=Lower("email")).values_list("e", flat=True))
-    return (
-        leaving.annotate(email_lower=Lower("email"))
+    return list(
+        Identity.objects.filter(values_in("pk", identity_ids))
+        .annotate(email_lower=Lower("email"))
         .filter(
             Q(grants__status__in=REVOCABLE)
             | Q(user_id__in=owners)
@@ -207,36 +214,67 @@ def offboarding_reconcile(
     actor: Any = "system",
     now: datetime | None = None,
 ) -> dict[str, int]:
-    """Bring grants and ownership in line with identity status (all identities, one source or a few).
+    """Bring grants and ownership in line with each person's status (all, one source's or a few).
 
-    Idempotent: what is already held, released, revoking or offered is left alone, so a second run
-    revokes nothing twice, sends no second offer and records nothing.
+    A person deprovisioned (or suspended) in the source IAM trusts for HR data is so in every source:
+    the grants of all their identities are revoked (or held). Idempotent: what is already held,
+    released, revoking or offered is left alone, so a second run revokes nothing twice, sends no
+    second offer and records nothing.
     """
     from connectors.services import grants_hold, grants_release
 
     now = now or timezone.now()
-    identities = Identity.objects.all()
-    if source_id is not None:
-        identities = identities.filter(source_id=source_id)
-    if identity_ids is not None:
-        identities = identities.filter(pk__in=identity_ids)
+    scope = None
+    if source_id is not None or identity_ids is not None:
+        qs = Identity.objects.all()
+        if source_id is not None:
+            qs = qs.filter(source_id=source_id)
+        if identity_ids is not None:
+            qs = qs.filter(pk__in=identity_ids)
+        scope = list(qs.values_list("pk", flat=True))
+    standing = identities_standing(scope)
     days = settings.LANYARD_OFFBOARD_SUSPENDED_DAYS
+    cutoff = now - timedelta(days=days)
+    by_status: dict[str, list[int]] = {s: [] for s in Identity.Status.values}
+    for pk, st in standing.items():
+        by_status.setdefault(st.status, []).append(pk)
     summary: Counter[str] = Counter()
     summary["released"] = grants_release(
-        grants_qs=Grant.objects.filter(identity__in=identities.filter(status=Identity.Status.ACTIVE)),
+        grants_qs=Grant.objects.filter(values_in("identity_id", by_status[Identity.Status.ACTIVE])),
         actor=actor,
         reason="identity active again",
         now=now,
     )
     summary["held"] = grants_hold(
-        grants_qs=Grant.objects.filter(identity__in=identities.filter(status=Identity.Status.SUSPENDED)),
+        grants_qs=Grant.objects.filter(values_in("identity_id", by_status[Identity.Status.SUSPENDED])),
         actor=actor,
         reason=f"identity suspended: revoked after {days} day(s) of suspension unless it is active again",
         now=now,
     )
-    for identity in _leavers_with_something_left(identities, now):
-        why = "left" if identity.status == Identity.Status.DEPROVISIONED else f"suspended for {days}+ days"
-        done = identity_offboard(identity=identity, actor=actor, why=why)
+    held_since = dict(
+        Grant.objects.filter(
+            values_in("identity_id", by_status[Identity.Status.SUSPENDED]), held_at__isnull=False
+        )
+        .order_by()
+        .values("identity_id")
+        .annotate(first=Min("held_at"))
+        .values_list("identity_id", "first")
+    )
+
+    def ripe(pk: int) -> bool:
+        # Suspended long enough; an identity without a status time counts from its grants' hold.
+        since = standing[pk].since or held_since.get(pk)
+        return days == 0 or (since is not None and since <= cutoff)
+
+    leaving = by_status[Identity.Status.DEPROVISIONED] + [
+        pk for pk in by_status[Identity.Status.SUSPENDED] if ripe(pk)
+    ]
+    for identity in _with_something_left(sorted(leaving)):
+        st = standing[identity.pk]
+        why = "left" if st.status == Identity.Status.DEPROVISIONED else f"suspended for {days}+ days"
+        if st.person_wide:
+            why += " (as their source for HR data reports)"
+        done = identity_offboard(identity=identity, actor=actor, why=why, person_left=st.person_wide)
         summary["offboarded"] += int(any(done.values()))
         for key, value in done.items():
             summary[key] += value
