@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from audit.models import IngestKey
 from audit.services import INGEST_KEY_PREFIX, hash_ingest_key
+from httpapi.body import BodyError, read_body
 
 from . import ingest
 
@@ -118,22 +119,15 @@ def events(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = str(wait)
         return response
 
-    max_bytes = settings.LANYARD_INGEST_MAX_BYTES
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > max_bytes:
-        return _error(413, f"Request body over {max_bytes} bytes.")
-    # Read the stream ourselves: request.body would apply DATA_UPLOAD_MAX_MEMORY_SIZE instead.
-    body = request.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        return _error(413, f"Request body over {max_bytes} bytes.")
+        body = read_body(request, max_bytes=settings.LANYARD_INGEST_MAX_BYTES)
+    except BodyError as exc:
+        return _error(exc.status, exc.message)
     try:
         batch = ingest.decode(body, max_events=settings.LANYARD_INGEST_MAX_EVENTS)
         result = ingest.events_ingest(key=key, events=batch)
-    except ingest.MalformedJSON:
-        return _json(400, InvalidBatch(error="Malformed JSON."))
+    except ingest.MalformedJSON as exc:
+        return _json(400, InvalidBatch(error=str(exc)))
     except ingest.IngestRejected as exc:
         errors = [FieldError(**e) for e in exc.errors]
         return _json(400, InvalidBatch(error="Invalid events; nothing was recorded.", errors=errors))

@@ -1,4 +1,4 @@
-"""The gateway API's operations for the project's OpenAPI document (see ``apidoc``)."""
+"""The gateway API's operations for the project's OpenAPI document (see ``httpapi.openapi``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from apidoc import Header, Operation, RequestBody, Response, SecurityScheme, Tag
+from httpapi.openapi import Header, Operation, RequestBody, Response, SecurityScheme, Tag
 
 from .api import UNAUTHORIZED, Error, FieldError, InvalidBatch
 from .ingest import IngestResult
@@ -146,6 +146,11 @@ OPERATIONS = [
                     "bytes": Error(error="Request body over 5242880 bytes."),
                     "events": Error(error="At most 1000 events per request."),
                 },
+            ),
+            415: Response(
+                "The body is not sent as JSON (`Content-Type: application/json`).",
+                Error,
+                examples={"form": Error(error="Send the body as application/json; got text/plain.")},
             ),
             429: Response(
                 "The key's rate limit is exhausted for this minute.",

@@ -1,7 +1,7 @@
 """The project's one OpenAPI 3.1 document: every installed app's ``openapi`` module, merged.
 
-The vocabulary (``Operation``, ``Response``, ...) and the builder live in ``apidoc``, below every app;
-this module only collects what the apps declare and serves the result at ``/api/v1/openapi.json``.
+The vocabulary (``Operation``, ``Response``, ...) and the builder live in ``httpapi.openapi``, below
+every app; this module only collects what the apps declare and serves the result at ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import module_has_submodule
 from django.views.decorators.http import require_GET
 
-from apidoc import SERVER, Operation, Response, Tag, build
+from httpapi.openapi import SERVER, Operation, Response, Tag, build
 
 __all__ = ["SERVER", "declared", "document", "document_bytes", "view"]
 

@@ -370,13 +370,17 @@ def decode(body: bytes, *, max_events: int) -> list[Event]:
     if b"\\u0000" not in body:
         try:
             batch = wire.decoder.decode(body)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             pass
         else:
             if 0 < len(batch.events) <= max_events and (events := _from_structs(batch.events)) is not None:
                 return events
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeDecodeError:
+        raise MalformedJSON("The request body is not valid UTF-8.") from None
+    except ValueError:
         raise MalformedJSON("Malformed JSON.") from None
+    except RecursionError:
+        raise MalformedJSON("The JSON document is nested too deeply.") from None
     return validate(payload, max_events=max_events)

@@ -154,7 +154,7 @@ def test_every_api_route_is_documented_and_every_documented_path_is_routed(doc):
 
 def test_the_events_endpoint_documents_its_answers_and_key(doc):
     operation = doc["paths"]["/events"]["post"]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "405", "413", "429", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "405", "413", "415", "429", "503"}
     assert "Retry-After" in operation["responses"]["429"]["headers"]
     assert operation["security"] == [{"ingestKey": []}]
     assert doc["components"]["securitySchemes"]["ingestKey"]["scheme"] == "bearer"
@@ -216,6 +216,8 @@ def test_an_accepted_batch_answers_as_documented(client, doc, raw_key, register)
     [
         b"{not json",
         b"",
+        b"[" * 100_000,
+        b'{"events": [{"id": "\xff"}]}',
         {"events": []},
         {"events": [1]},
         {"events": [{"id": "x"}]},
@@ -227,6 +229,16 @@ def test_a_bad_batch_answers_400_as_documented(client, doc, raw_key, body):
 
     assert response.status_code == 400
     assert_documented(doc, *EVENTS, response)
+
+
+def test_a_body_not_sent_as_json_answers_415_as_documented(client, doc, raw_key, register):
+    body = json.dumps(documented_batch(doc))
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = client.post(
+            "/api/v1/events", body, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {raw_key}"
+        )
+        assert response.status_code == 415
+        assert_documented(doc, *EVENTS, response)
 
 
 @pytest.mark.parametrize("header", [None, "Bearer lny_nope_nope", "Basic abc"])

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from apidoc import (
+from httpapi.openapi import (
     Header,
     OpenAPIError,
     Operation,

@@ -8,7 +8,7 @@ the structs as ``msgspec.Meta``.
 How an app adds its endpoints (everything under ``/api/v1/``)::
 
     # <app>/openapi.py
-    from apidoc import Operation, RequestBody, Response, SecurityScheme, Tag
+    from httpapi.openapi import Operation, RequestBody, Response, SecurityScheme, Tag
 
     PEP_KEY = SecurityScheme("pepKey", {"type": "http", "scheme": "bearer", "description": "..."})
     TAGS = [Tag("access", "AuthZEN access decisions.")]
