@@ -52,7 +52,9 @@ class IdentitySource(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     hr_authoritative = models.BooleanField(
-        default=False, help_text="Managers and departments of people come from this source first."
+        "HR authoritative",
+        default=False,
+        help_text="Managers, departments and leavers of people come from this source first.",
     )
 
     class Meta:

@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='identitysource',
             name='hr_authoritative',
-            field=models.BooleanField(default=False, help_text='Managers and departments of people come from this source first.'),
+            field=models.BooleanField(default=False, help_text='Managers, departments and leavers of people come from this source first.', verbose_name='HR authoritative'),
         ),
         migrations.AlterField(
             model_name='connector',
