@@ -8,7 +8,6 @@ import os
 import pytest
 from django.urls import reverse
 
-import simulator
 from connectors.models import Grant, Identity
 from connectors.sync import sync_source
 from connectors.tasks import sweep_revoking
@@ -16,28 +15,14 @@ from governance.models import ConnectorRequest
 from governance.services import request_create, request_decide_iam, request_decide_owner
 from governance.tasks import sweep_provisioning
 from lanyard.celery import app
-from tests.governance.simworld import PROVIDER, TENANT, entra_world
-from tests.simtools import make_source, quick_idp
+from tests.governance.simworld import PROVIDER, entra_world
+from tests.simtools import make_source
 
 # Real commits, as in production (no ATOMIC_REQUESTS): the on-commit enqueue runs inside the view.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ACCEPTED = "accepted; it will reach the identity provider when the background worker is back"
 CLOSED_PORT = "redis://:s3cret-broker-password@127.0.0.1:1/0"
-
-
-@pytest.fixture(scope="module")
-def sim_server():
-    handle = simulator.start(**TENANT)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sim(sim_server, settings):
-    sim_server.reset(**TENANT)
-    quick_idp(settings)
-    return sim_server
 
 
 def _drop_connections() -> None:

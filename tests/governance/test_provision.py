@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-import simulator
 from audit.models import AuditEvent
 from connectors.models import Grant
 from connectors.services import grant_revoke
 from governance.models import ConnectorRequest
 from governance.services import request_create, request_decide_iam, request_decide_owner, request_provision
 from governance.tasks import provision_request
-from tests.governance.simworld import PROVIDER, TENANT, entra_world
-from tests.simtools import quick_idp
+from tests.governance.simworld import PROVIDER, entra_world
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def sim_server():
-    handle = simulator.start(**TENANT)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture
-def sim(sim_server, settings):
-    sim_server.reset(**TENANT)
-    quick_idp(settings)
-    return sim_server
 
 
 @pytest.fixture
