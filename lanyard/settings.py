@@ -138,6 +138,12 @@ MFA_TOTP_ISSUER = "Lanyard"
 LANYARD_OPEN_SIGNUP = env.bool("LANYARD_OPEN_SIGNUP", default=False)
 LANYARD_REQUIRE_STAFF_MFA = env.bool("LANYARD_REQUIRE_STAFF_MFA", default=not DEBUG)
 
+# Sign-in behind proxies (hardening): the client address that allauth's rate limits and the audit
+# trail's sign-in events use. Direct (the default): REMOTE_ADDR. Behind N proxies you run: the Nth
+# address from the right of X-Forwarded-For. Or a header one trusted proxy sets (e.g. X-Real-IP).
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("LANYARD_TRUSTED_PROXY_COUNT", default=0)
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = env.str("LANYARD_TRUSTED_CLIENT_IP_HEADER", default="") or None
+
 ANONYMOUS_USER_NAME = None
 GUARDIAN_RAISE_403 = True
 
