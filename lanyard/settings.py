@@ -286,6 +286,9 @@ LANYARD_REVOKE_MAX_RETRIES = env.int("LANYARD_REVOKE_MAX_RETRIES", default=5)
 LANYARD_REVOKE_SWEEP_MINUTES = env.int("LANYARD_REVOKE_SWEEP_MINUTES", default=5)
 # After a permanent IdP refusal (401, 403), the next attempt waits this long.
 LANYARD_REVOKE_PERMANENT_RETRY_MINUTES = env.int("LANYARD_REVOKE_PERMANENT_RETRY_MINUTES", default=60)
+# Hardening: a revocation task's claim on its grant lasts this long; after it, a dead worker's claim
+# is taken over (by the sweep's re-delivery).
+LANYARD_REVOKE_CLAIM_MINUTES = env.int("LANYARD_REVOKE_CLAIM_MINUTES", default=15)
 # Attestation campaigns the beat launches by itself: "" (none, launch from the admin), "monthly" or
 # "quarterly"; each gets the deadline, reminder days, escalation and deadline policy below.
 LANYARD_ATTESTATION_SCHEDULE = env.str("LANYARD_ATTESTATION_SCHEDULE", default="")
@@ -302,6 +305,9 @@ LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", d
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
+# Hardening: discovered (shadow) connectors one ingest key may create per hour; beyond it the batch
+# is refused with 429 and nothing is recorded.
+LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR = env.int("LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR", default=100)
 # Seconds after an ingested batch before a worker moves grants' and devices' usage times forward
 # from it (one roll-up at a time; beat also runs one every minute).
 LANYARD_USAGE_ROLLUP_SECONDS = env.int("LANYARD_USAGE_ROLLUP_SECONDS", default=5)
