@@ -309,9 +309,8 @@ def grant_mark_revoked(*, grant: Grant, idp_outcome: str = "revoked") -> Grant:
         grant.revoke_error = ""
         grant.revoke_next_attempt_at = None
         grant.revoke_claimed_at = None
-        grant.save(
-            update_fields=["status", "revoked_at", "revoke_error", "revoke_next_attempt_at", "revoke_claimed_at"]
-        )
+        fields = ["status", "revoked_at", "revoke_error", "revoke_next_attempt_at", "revoke_claimed_at"]
+        grant.save(update_fields=fields)
         audit.record(
             "grant.revoked",
             actor=grant.revoked_by or "system",
