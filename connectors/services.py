@@ -521,6 +521,42 @@ def connector_revoke(
     return connector
 
 
+def connectors_dismiss_discovered_by_keys(*, key_ids: Iterable[int], actor: Any, reason: str) -> int:
+    """Reject every still-discovered connector the given ingest keys created; one event each."""
+    # What a leaked key or a buggy gateway filled the register with goes in one step. Only connectors
+    # still discovered: one IAM has since sanctioned, requested or merged is left as it is.
+    now = timezone.now()
+    count = 0
+    wanted = Connector.objects.filter(discovered_by_key__in=list(key_ids), status=Connector.Status.DISCOVERED)
+    for pks in _chunks(wanted):
+        with transaction.atomic():
+            rows = list(
+                Connector.objects.select_for_update()
+                .filter(pk__in=pks, status=Connector.Status.DISCOVERED)
+                .only("pk", "name", "status", "status_changed_at", "discovered_by_key_id")
+            )
+            for c in rows:
+                c.status = Connector.Status.REJECTED
+                c.status_changed_at = now
+            Connector.objects.bulk_update(rows, ["status", "status_changed_at"])
+            audit.record_batch(
+                {
+                    "action": "connector.dismissed",
+                    "actor": actor,
+                    "connector": c,
+                    "target": c,
+                    "data": {
+                        "reason": reason,
+                        "from": Connector.Status.DISCOVERED,
+                        "ingest_key": c.discovered_by_key_id,
+                    },
+                }
+                for c in rows
+            )
+            count += len(rows)
+    return count
+
+
 # ---------------------------------------------------------------------------------------- identities
 
 
