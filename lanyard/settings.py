@@ -296,6 +296,8 @@ LANYARD_ATTESTATION_DEADLINE_DAYS = env.int("LANYARD_ATTESTATION_DEADLINE_DAYS",
 LANYARD_ATTESTATION_REMINDER_DAYS = env.list("LANYARD_ATTESTATION_REMINDER_DAYS", cast=int, default=[7, 3, 1])
 LANYARD_ATTESTATION_ESCALATE_AFTER = env.int("LANYARD_ATTESTATION_ESCALATE_AFTER", default=2)
 LANYARD_ATTESTATION_POLICY = env.str("LANYARD_ATTESTATION_POLICY", default="flag")
+# Hardening: a review link is exchanged (by POST) for a session this long, never past the deadline.
+LANYARD_ATTESTATION_SESSION_MINUTES = env.int("LANYARD_ATTESTATION_SESSION_MINUTES", default=30)
 
 # Audit trail: Ed25519 checkpoint signing key kept outside the database (PEM or base64 raw
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
