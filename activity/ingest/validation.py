@@ -204,6 +204,10 @@ def _ipv4_compatible(ip: str) -> bool:
 
 
 def _check_ip(value: str, report: Report) -> str | None:
+    # The schema's ipv4/ipv6 formats admit no surrounding space; neither does the validator.
+    if value != value.strip():
+        report("ip", "Enter a valid IPv4 or IPv6 address (no spaces).")
+        return None
     try:
         ip = normalise_ip(value)
     except ValueError:
