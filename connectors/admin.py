@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -12,6 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
+
+from httpapi.body import BodyError, decode_json
 
 from . import catalog, people
 from .admin_actions import ReasonForm, apply_each, with_form, with_reason
@@ -52,9 +52,10 @@ class IdentitySourceForm(forms.ModelForm):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+            # The hardened reader's decoder: deep nesting, bad escapes and malformed JSON are form errors.
+            value = decode_json(raw.encode("utf-8", "surrogatepass"))
+        except BodyError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.message}") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Credentials must be a JSON object.")
         return value
