@@ -13,8 +13,9 @@ import jsonschema
 import pytest
 
 from activity import ingest
+from activity.ingest.validation import TEXT_LIMITS
 from lanyard.openapi import document
-from tests.activity.test_ingest_decode import _cases
+from tests.activity.test_ingest_decode import GOOD, _cases, _with
 
 # What JSON Schema cannot say, and the document says in words (descriptions): a time whose instant in
 # UTC falls outside years 1 to 9999, the deprecated IPv4-compatible IPv6 form, and ids unique within
@@ -58,3 +59,34 @@ def test_the_schema_and_the_validator_agree(name, events):
     assert schema == rules, (
         f"schema says {'valid' if schema else 'invalid'}, validator {'valid' if rules else 'invalid'}"
     )
+
+
+# Free-text fields: any text within the limit is valid, so the limit alone decides.
+FREE_TEXT = [
+    "id",
+    "actor.source",
+    "actor.external_id",
+    "actor.name",
+    "connector.source",
+    "connector.client_id",
+    "connector.name",
+    "device.id",
+    "device.name",
+    "device.platform",
+    "resource",
+    "user_agent",
+]
+
+
+@pytest.mark.parametrize("path", FREE_TEXT)
+def test_every_length_limit_is_the_same_in_the_schema_and_the_validator(path):
+    """The validator reads its limits from the wire structs, so the three cannot drift apart."""
+    limit, _ = TEXT_LIMITS[path]
+    at_limit = {"events": [_with(tuple(path.split(".")), "x" * limit)]}
+    over = {"events": [_with(tuple(path.split(".")), "x" * (limit + 1))]}
+    assert _schema_ok(at_limit) and _validator_ok(at_limit)
+    assert not _schema_ok(over) and not _validator_ok(over)
+
+
+def test_the_good_event_is_good_for_both():
+    assert _schema_ok({"events": [GOOD]}) and _validator_ok({"events": [GOOD]})
