@@ -7,9 +7,11 @@ here. The client address is allauth's, so behind a load balancer it honours
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -84,9 +86,18 @@ def login_failed(request: HttpRequest | None, credentials: dict[str, Any]) -> No
     signin_record("auth.login_failed", request=request, account=_account(credentials), outcome=FAILED)
 
 
+LOCKOUT_RECORD_SECONDS = 60
+
+
 def locked_out(request: HttpRequest | None, credentials: dict[str, Any]) -> None:
-    """Record a sign-in refused by the failed-login rate limit."""
-    signin_record("auth.locked_out", request=request, account=_account(credentials), outcome=DENIED)
+    """Record a sign-in refused by the failed-login rate limit, once a minute per address and account."""
+    # Failures are bounded by the limit itself; refusals are not, so an attacker hammering after the
+    # lockout would otherwise write one chained event per request.
+    account = _account(credentials)
+    digest = hashlib.sha256(f"{client_ip(request)}|{account}".encode()).hexdigest()
+    if not cache.add(f"lanyard:lockout-recorded:{digest}", 1, timeout=LOCKOUT_RECORD_SECONDS):
+        return
+    signin_record("auth.locked_out", request=request, account=account, outcome=DENIED)
 
 
 # ------------------------------------------------------------------------------- signal receivers

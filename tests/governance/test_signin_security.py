@@ -139,6 +139,14 @@ def test_a_lockout_is_recorded(client):
     assert events.first().outcome == AuditEvent.Outcome.DENIED
 
 
+def test_hammering_after_a_lockout_records_one_lockout_a_minute_not_one_per_request(client):
+    UserFactory(email="victim@example.com")
+    for _ in range(30):
+        _login(client, "victim@example.com", "wrong", remote=ATTACKER)
+    assert AuditEvent.objects.filter(action="auth.login_failed").count() == 5  # the per-account limit
+    assert AuditEvent.objects.filter(action="auth.locked_out").count() == 1
+
+
 def test_a_staff_sign_in_is_an_admin_login_event_and_an_employee_sign_in_a_login(client):
     UserFactory(email="staff@example.com", is_staff=True, groups=["IAM staff"])
     UserFactory(email="emp@example.com")
