@@ -30,6 +30,7 @@ ACTIONS = {
     "auth.password_changed": "Password changed",
     "auth.password_set": "Password set",
     "auth.password_reset": "Password reset",
+    "auth.password_set_by_admin": "Password set by staff in the admin",
 }
 FAILED = AuditEvent.Outcome.FAILURE
 DENIED = AuditEvent.Outcome.DENIED

@@ -206,6 +206,25 @@ def test_a_password_change_is_recorded_without_either_password(client):
     assert new not in row and PASSWORD not in row
 
 
+def test_a_password_set_by_staff_in_the_admin_is_recorded(client):
+    from tests.conftest import enrol_totp
+
+    admin_user = UserFactory(email="root@example.com", is_staff=True, is_superuser=True)
+    enrol_totp(admin_user)
+    user = UserFactory(email="reset-me@example.com")
+    client.force_login(admin_user)
+    new = "an-admin-chosen-passphrase-7"
+    response = client.post(
+        f"/admin/governance/user/{user.pk}/password/",
+        {"password1": new, "password2": new, "usable_password": "true"},
+        REMOTE_ADDR=VICTIM,
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="auth.password_set_by_admin")
+    assert event.actor_user == admin_user and event.data["account"] == "reset-me@example.com"
+    assert event.ip == VICTIM and new not in repr(AuditEvent.objects.filter(pk=event.pk).values().get())
+
+
 # ------------------------------------------------------------------------------ the security page
 
 
