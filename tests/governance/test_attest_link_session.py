@@ -97,3 +97,10 @@ def test_a_token_claiming_a_later_expiry_is_refused_after_the_deadline(client, s
     assert client.get(f"{url}?t={token}").status_code == 410
     assert client.post(url, {"token": token}).status_code == 410
     assert AuditEvent.objects.filter(action="attestation.link_refused", data__reason="expired").count() == 2
+
+
+def test_a_refused_link_records_the_client_behind_the_proxy(client, setup, settings):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+    link = link_for("mia@example.com")
+    client.get(link + "x", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.9")
+    assert refused("tampered").ip == "198.51.100.9"
