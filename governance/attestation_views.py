@@ -17,8 +17,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from connectors.models import Connector, Grant, Identity, IllegalTransition
+from httpapi.client import client_ip
 
-from . import attestations, offboarding, signin, tokens, transfers
+from . import attestations, offboarding, tokens, transfers
 from .models import AttestationCampaign, OwnershipTransfer, User
 
 # ---------------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def _refused(request: HttpRequest, refused: tokens.LinkRefused) -> HttpResponse:
     attestations.link_refused_record(
         refused,
         path=request.path,
-        ip=signin.client_ip(request),  # behind proxies, the client as the trusted-proxy settings say
+        ip=client_ip(request),  # behind proxies, the client as the trusted-proxy settings say
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     response = render(

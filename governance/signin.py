@@ -8,7 +8,6 @@ here. The client address is allauth's, so behind a load balancer it honours
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Any
 
 from django.core.cache import cache
@@ -17,6 +16,7 @@ from django.http import HttpRequest
 
 from audit.models import AuditEvent
 from audit.services import record
+from httpapi.client import client_ip
 
 ACTIONS = {
     "auth.login": "Signed in",
@@ -34,20 +34,6 @@ ACTIONS = {
 }
 FAILED = AuditEvent.Outcome.FAILURE
 DENIED = AuditEvent.Outcome.DENIED
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    """Return the client's address as allauth's rate limits see it, or None when there is none."""
-    if request is None:
-        return None
-    from allauth.account.adapter import get_adapter
-
-    try:
-        ip = get_adapter(request).get_client_ip(request)
-        ipaddress.ip_address(ip)
-    except Exception:  # noqa: BLE001 - an address we cannot read is recorded as none, never a 500
-        return None
-    return ip
 
 
 def _account(credentials: dict[str, Any]) -> str:
