@@ -30,3 +30,4 @@ class GovernanceConfig(AppConfig):
         from . import signin
 
         signin.connect()
+        checks.register(signin.check_proxy_settings)

@@ -114,6 +114,22 @@ def _password(action: str):
     return receiver
 
 
+def check_proxy_settings(app_configs=None, **kwargs) -> list:
+    """A negative proxy count would make allauth read the wrong X-Forwarded-For entry (lanyard.E120)."""
+    from django.conf import settings
+    from django.core import checks
+
+    count = settings.ALLAUTH_TRUSTED_PROXY_COUNT
+    if not isinstance(count, int) or count < 0:
+        return [
+            checks.Error(
+                "LANYARD_TRUSTED_PROXY_COUNT must be 0 (direct) or the number of proxies you run.",
+                id="lanyard.E120",
+            )
+        ]
+    return []
+
+
 def connect() -> None:
     """Connect the receivers to allauth's signals (from GovernanceConfig.ready)."""
     from allauth.account import signals as account

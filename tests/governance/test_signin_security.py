@@ -284,3 +284,11 @@ def test_the_trusted_proxy_settings_come_from_the_environment(tmp_path):
         [sys.executable, "manage.py", "shell", "-c", code], cwd=root, env=env, capture_output=True, text=True
     )
     assert out.stdout.strip().splitlines()[-1].split() == ["2", "X-Real-IP"], out.stderr[-2000:]
+
+
+def test_a_negative_proxy_count_fails_the_system_check(settings):
+    from governance.signin import check_proxy_settings
+
+    assert check_proxy_settings() == []
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = -1
+    assert [e.id for e in check_proxy_settings()] == ["lanyard.E120"]
