@@ -133,6 +133,10 @@ def events(request: HttpRequest) -> HttpResponse:
         return _json(400, InvalidBatch(error="Invalid events; nothing was recorded.", errors=errors))
     except ingest.BatchTooLarge as exc:
         return _error(413, str(exc))
+    except ingest.DiscoveryLimitReached as exc:
+        response = _error(429, str(exc))
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except OperationalError:
         # A deadlock or lock timeout against a concurrent writer: nothing was recorded, and a
         # retry with the same event ids is safe.

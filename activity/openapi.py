@@ -153,9 +153,17 @@ OPERATIONS = [
                 examples={"form": Error(error="Send the body as application/json; got text/plain.")},
             ),
             429: Response(
-                "The key's rate limit is exhausted for this minute.",
+                "The key's rate limit is exhausted for this minute, or the batch would discover more new "
+                "connectors than the key may in an hour (LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR): "
+                "nothing was recorded.",
                 Error,
-                examples={"limited": Error(error="Rate limit of 600 requests per minute exceeded.")},
+                examples={
+                    "limited": Error(error="Rate limit of 600 requests per minute exceeded."),
+                    "discoveries": Error(
+                        error="This ingest key may discover at most 100 new connectors per hour (98 so far, "
+                        "this batch adds 3); nothing was recorded."
+                    ),
+                },
                 headers={"Retry-After": RETRY_AFTER},
             ),
             503: Response(

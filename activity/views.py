@@ -17,6 +17,7 @@ from audit import services as audit_services
 from audit.exports import FORMATS, streaming_response
 from audit.models import AuditEvent
 from connectors.models import Connector, Identity
+from httpapi.client import client_ip
 
 from . import selectors
 from .charts import Series, column_chart, hbar_chart
@@ -93,7 +94,7 @@ def _export(
         connector=connector,
         target=target,
         data={"format": fmt, "scope": scope, "filters": _filters_for_record(filterset)},
-        ip=request.META.get("REMOTE_ADDR"),
+        ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""),
     )
     # A snapshot up to the chain head at the request: rows arriving mid-stream wait for the next one.

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -12,8 +11,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from httpapi.body import BodyError, decode_json
+
 from . import catalog, people
-from .admin_actions import apply_each, with_form, with_reason
+from .admin_actions import ReasonForm, apply_each, with_form, with_reason
 from .capabilities import capabilities_probe
 from .idp.base import IdpError
 from .merging import connector_merge, connector_split
@@ -29,7 +30,7 @@ from .models import (
     SourceCapability,
     SyncRun,
 )
-from .services import connector_revoke
+from .services import connector_revoke, connectors_dismiss_discovered_by_keys
 
 
 class IdentitySourceForm(forms.ModelForm):
@@ -51,9 +52,10 @@ class IdentitySourceForm(forms.ModelForm):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+            # The hardened reader's decoder: deep nesting, bad escapes and malformed JSON are form errors.
+            value = decode_json(raw.encode("utf-8", "surrogatepass"))
+        except BodyError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.message}") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Credentials must be a JSON object.")
         return value
@@ -313,7 +315,7 @@ class ConnectorAdmin(admin.ModelAdmin):
         "active_grants",
         "review_date",
     ]
-    list_filter = ["status", "risk", "kind"]
+    list_filter = ["status", "risk", "kind", "discovered_by_key"]
     search_fields = ["name", "vendor", "apps__client_id"]
     list_select_related = ["business_owner"]
     autocomplete_fields = ["business_owner", "technical_owner"]
@@ -325,9 +327,14 @@ class ConnectorAdmin(admin.ModelAdmin):
         "created_at",
         "catalog_entry",
         "merged_into",
+        "discovered_by_key",
     ]
     inlines = [ConnectorAppInline]
-    actions = ["revoke", "merge"]  # governance adds suspend and resume, with the workflow services they call
+    actions = [
+        "revoke",
+        "merge",
+        "dismiss_by_ingest_key",
+    ]  # governance adds suspend and resume, with the workflow services they call
 
     def has_merge_permission(self, request) -> bool:
         return request.user.has_perm("connectors.change_connector")
@@ -363,6 +370,36 @@ class ConnectorAdmin(admin.ModelAdmin):
             lambda c, why: connector_revoke(connector=c, actor=request.user, reason=why),
             "revoked",
         )
+
+    def has_dismiss_permission(self, request) -> bool:
+        return request.user.has_perm("connectors.change_connector")
+
+    @admin.action(
+        description="Dismiss everything their ingest key discovered (asks for a reason)",
+        permissions=["dismiss"],
+    )
+    def dismiss_by_ingest_key(self, request, queryset):
+        keys = {pk for pk in queryset.values_list("discovered_by_key", flat=True) if pk is not None}
+        if not keys:
+            self.message_user(request, "None of these was discovered by an ingest key.", messages.ERROR)
+            return None
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            count = connectors_dismiss_discovered_by_keys(
+                key_ids=keys, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+            self.message_user(request, f"{count} discovered connector(s) dismissed.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Dismiss every connector still discovered by the ingest key(s) that found these",
+            "form": form,
+            "objects": queryset,
+            "opts": self.model._meta,
+            "action": request.POST.get("action", ""),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "portal/admin_reason.html", context)
 
     def get_queryset(self, request):
         return (

@@ -8,7 +8,6 @@ what a sync reads. Matching is by id only (OAuth client id, Entra app id, Okta c
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from httpapi.body import BodyError, decode_json
 
 from .models import CatalogEntry, Connector, IdentitySource, Risk
 
@@ -118,9 +118,11 @@ def parse(data: Any) -> list[CatalogApp]:
 def load(raw: bytes | str) -> list[CatalogApp]:
     """Decode and validate a catalog file's bytes."""
     try:
-        return parse(json.loads(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"Not valid JSON: {exc}") from None
+        # The hardened reader's decoder: invalid UTF-8, deep nesting and malformed JSON are refused.
+        value = decode_json(raw.encode() if isinstance(raw, str) else raw)
+    except BodyError as exc:
+        raise CatalogError(f"Not valid JSON: {exc.message}") from None
+    return parse(value)
 
 
 def shipped() -> list[CatalogApp]:

@@ -250,10 +250,16 @@ class Connector(models.Model):
     merged_into = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"
     )
+    # Which gateway's ingest key discovered it from AI activity (None: a sync, or IAM), so that what
+    # one key created from garbage can be counted against its hourly cap and dismissed together.
+    discovered_by_key = models.ForeignKey(
+        "audit.IngestKey", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
         indexes = [
+            models.Index(fields=["discovered_by_key", "discovered_at"], name="connector_discovered_key_idx"),
             models.Index(fields=["status"], name="connector_status_idx"),
             models.Index(fields=["business_owner", "status"], name="connector_owner_status_idx"),
             models.Index(fields=["risk"], name="connector_risk_idx"),
@@ -361,6 +367,9 @@ class Grant(models.Model):
     revoke_requested_at = models.DateTimeField(null=True, blank=True)
     # When the sweep should (re-)enqueue the IdP call if the grant is still revoking by then.
     revoke_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set by the one task that calls the IdP (compare-and-swap), cleared when the call is recorded:
+    # a duplicate delivery finds it set and skips. A claim older than the lease is a dead worker's.
+    revoke_claimed_at = models.DateTimeField(null=True, blank=True)
     revoke_tenant_wide_confirmed = models.BooleanField(
         default=False, help_text="A person confirmed revoking a tenant-wide (AllPrincipals) consent."
     )

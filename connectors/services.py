@@ -283,6 +283,21 @@ def grant_revoke_many(
     return RevokeSummary(revoking=revoking, revoked=revoked, skipped_tenant_wide=skipped)
 
 
+def grant_revoke_claim(*, grant_id: int, now: datetime | None = None) -> bool:
+    """Claim a revoking grant for one IdP call (compare-and-swap); False when another task holds it."""
+    # Scheduling bookkeeping, not a change of the grant's state: no audit event. A duplicate delivery
+    # of the task (acks_late, a sweep re-enqueue) finds the claim and skips, so the IdP is called once
+    # and the outcome of the call that removed the grant is the one recorded.
+    now = now or timezone.now()
+    lease = now - timedelta(minutes=settings.LANYARD_REVOKE_CLAIM_MINUTES)
+    claimed = (
+        Grant.objects.filter(pk=grant_id, status=Grant.Status.REVOKING)
+        .filter(Q(revoke_claimed_at__isnull=True) | Q(revoke_claimed_at__lt=lease))
+        .update(revoke_claimed_at=now)
+    )
+    return claimed == 1
+
+
 def grant_mark_revoked(*, grant: Grant, idp_outcome: str = "revoked") -> Grant:
     """Record that the IdP revoked the grant (or no longer had it)."""
     now = timezone.now()
@@ -293,7 +308,9 @@ def grant_mark_revoked(*, grant: Grant, idp_outcome: str = "revoked") -> Grant:
         grant.revoked_at = now
         grant.revoke_error = ""
         grant.revoke_next_attempt_at = None
-        grant.save(update_fields=["status", "revoked_at", "revoke_error", "revoke_next_attempt_at"])
+        grant.revoke_claimed_at = None
+        fields = ["status", "revoked_at", "revoke_error", "revoke_next_attempt_at", "revoke_claimed_at"]
+        grant.save(update_fields=fields)
         audit.record(
             "grant.revoked",
             actor=grant.revoked_by or "system",
@@ -317,7 +334,10 @@ def grant_record_revoke_failure(
         grant.revoke_attempts = min(grant.revoke_attempts + 1, 32767)
         grant.revoke_error = error[:500]
         grant.revoke_next_attempt_at = retry_at
-        grant.save(update_fields=["revoke_attempts", "revoke_error", "revoke_next_attempt_at"])
+        grant.revoke_claimed_at = None  # the next attempt (a retry, the sweep) claims it afresh
+        grant.save(
+            update_fields=["revoke_attempts", "revoke_error", "revoke_next_attempt_at", "revoke_claimed_at"]
+        )
         audit.record(
             "grant.revoke_failed" if permanent else "grant.revoke_retrying",
             outcome=AuditEvent.Outcome.FAILURE,
@@ -499,6 +519,42 @@ def connector_revoke(
             confirm_tenant_wide=confirm_tenant_wide,
         )
     return connector
+
+
+def connectors_dismiss_discovered_by_keys(*, key_ids: Iterable[int], actor: Any, reason: str) -> int:
+    """Reject every still-discovered connector the given ingest keys created; one event each."""
+    # What a leaked key or a buggy gateway filled the register with goes in one step. Only connectors
+    # still discovered: one IAM has since sanctioned, requested or merged is left as it is.
+    now = timezone.now()
+    count = 0
+    wanted = Connector.objects.filter(discovered_by_key__in=list(key_ids), status=Connector.Status.DISCOVERED)
+    for pks in _chunks(wanted):
+        with transaction.atomic():
+            rows = list(
+                Connector.objects.select_for_update()
+                .filter(pk__in=pks, status=Connector.Status.DISCOVERED)
+                .only("pk", "name", "status", "status_changed_at", "discovered_by_key_id")
+            )
+            for c in rows:
+                c.status = Connector.Status.REJECTED
+                c.status_changed_at = now
+            Connector.objects.bulk_update(rows, ["status", "status_changed_at"])
+            audit.record_batch(
+                {
+                    "action": "connector.dismissed",
+                    "actor": actor,
+                    "connector": c,
+                    "target": c,
+                    "data": {
+                        "reason": reason,
+                        "from": Connector.Status.DISCOVERED,
+                        "ingest_key": c.discovered_by_key_id,
+                    },
+                }
+                for c in rows
+            )
+            count += len(rows)
+    return count
 
 
 # ---------------------------------------------------------------------------------------- identities

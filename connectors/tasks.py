@@ -62,6 +62,8 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
     if grant is None or grant.status != Grant.Status.REVOKING:
         return "skipped: not revoking"
     now = timezone.now()
+    if not services.grant_revoke_claim(grant_id=grant.pk, now=now):
+        return "skipped: another delivery is revoking it"
     try:
         if grant.source is None:
             outcome = RevokeOutcome.REVOKED

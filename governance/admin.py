@@ -9,6 +9,7 @@ from connectors import admin_actions
 from connectors.admin import ConnectorAdmin as RegisterConnectorAdmin
 from connectors.models import Connector, IllegalTransition
 
+from . import signin
 from .attestations import AttestationError, campaign_close, campaign_launch
 from .models import (
     Attestation,
@@ -27,6 +28,20 @@ from .transfers import TransferError, transfer_cancel
 class UserAdmin(BaseUserAdmin):
     list_display = ["email", "username", "first_name", "last_name", "is_staff", "is_active"]
     search_fields = ["email", "username", "first_name", "last_name"]
+
+    def user_change_password(self, request, id, form_url=""):
+        """Set a user's password as Django's admin does, and record it (who set it, for whom, from where)."""
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.get(pk=id)
+            signin.signin_record(
+                "auth.password_set_by_admin",
+                request=request,
+                user=request.user,
+                account=user.email.lower(),
+                data={"for_user": user.pk},
+            )
+        return response
 
 
 class DecisionInline(admin.TabularInline):

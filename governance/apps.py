@@ -26,3 +26,8 @@ class GovernanceConfig(AppConfig):
         from .merging import on_connector_merged
 
         connector_merged.connect(on_connector_merged, dispatch_uid="governance.connector_merged")
+
+        from . import signin
+
+        signin.connect()
+        checks.register(signin.check_proxy_settings)

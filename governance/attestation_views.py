@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from connectors.models import Connector, Grant, Identity, IllegalTransition
+from httpapi.client import client_ip
 
 from . import attestations, offboarding, tokens, transfers
 from .models import AttestationCampaign, OwnershipTransfer, User
@@ -29,7 +30,7 @@ def _refused(request: HttpRequest, refused: tokens.LinkRefused) -> HttpResponse:
     attestations.link_refused_record(
         refused,
         path=request.path,
-        ip=request.META.get("REMOTE_ADDR"),
+        ip=client_ip(request),  # behind proxies, the client as the trusted-proxy settings say
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     response = render(
@@ -68,31 +69,50 @@ def _parse_decisions(
     return decisions
 
 
+def _clean_review_url(campaign_id: int, reviewer_id: int) -> str:
+    return reverse("attest:review", args=[campaign_id, reviewer_id])
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    # Only our own origin may see this page's address as a Referer (not "no-referrer": browsers then
+    # send "Origin: null" with the form, which CSRF rightly refuses).
+    response["Referrer-Policy"] = "same-origin"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def review(request: HttpRequest, campaign_id: int, reviewer_id: int) -> HttpResponse:
-    """Show a reviewer their reports' grants (GET changes nothing); record keep/revoke decisions (POST)."""
+    """Open a review link (GET shows a button, POST swaps the token for a session), then show and decide.
+
+    The token travels in a URL only once, on the emailed link's GET, which changes nothing (mail
+    scanners prefetch links). The button POSTs it; the answer is a short session and a redirect to
+    the same page without the token, so no later URL, redirect, history entry or Referer holds it.
+    """
     token = request.GET.get("t", "") if request.method == "GET" else request.POST.get("token", "")
     try:
-        campaign, reviewer = attestations.review_open(
-            token=token, campaign_id=campaign_id, reviewer_id=reviewer_id
-        )
-        if request.method == "POST":
-            try:
-                decisions = _parse_decisions(request.POST, campaign, reviewer.pk)
-                if not decisions:
-                    messages.warning(request, "Choose keep or revoke for at least one grant, then submit.")
-                else:
-                    recorded, skipped = attestations.attestation_decide_many(
-                        campaign=campaign, reviewer=reviewer, decisions=decisions
+        if token:
+            campaign, reviewer = attestations.review_open(
+                token=token, campaign_id=campaign_id, reviewer_id=reviewer_id
+            )
+            if request.method == "GET":
+                return _private(
+                    render(
+                        request,
+                        "attestations/review_open.html",
+                        {"campaign": campaign, "reviewer": reviewer, "token": token},
                     )
-                    text = f"Recorded {recorded} decision{'s' if recorded != 1 else ''}."
-                    if skipped:
-                        text += f" {skipped} had already been decided and were left as they were."
-                    messages.success(request, text)
-            except (attestations.AttestationError, IllegalTransition) as exc:
-                messages.error(request, str(exc))
-            return redirect(f"{request.path}?t={token}")
+                )
+            request.session.cycle_key()  # a fresh session id for the new right
+            attestations.review_session_start(request.session, campaign=campaign, reviewer=reviewer)
+        else:
+            campaign, reviewer = attestations.review_session_open(
+                request.session, campaign_id=campaign_id, reviewer_id=reviewer_id
+            )
+        if request.method == "POST":
+            _decide(request, campaign, reviewer)
+            return redirect(_clean_review_url(campaign_id, reviewer_id))
     except tokens.LinkRefused as refused:
         return _refused(request, refused)
     groups = attestations.review_groups(campaign.pk, reviewer.pk)
@@ -103,16 +123,30 @@ def review(request: HttpRequest, campaign_id: int, reviewer_id: int) -> HttpResp
             "campaign": campaign,
             "reviewer": reviewer,
             "groups": groups,
-            "token": token,
             "pending": sum(len(g.pending) for g in groups),
             "total": sum(len(g.items) for g in groups),
         },
     )
-    # The token is in this page's address: only our own origin may see it as a Referer (not
-    # "no-referrer": browsers then send "Origin: null" with the form, which CSRF rightly refuses).
-    response["Referrer-Policy"] = "same-origin"
-    response["X-Robots-Tag"] = "noindex, nofollow"
-    return response
+    return _private(response)
+
+
+def _decide(request: HttpRequest, campaign: AttestationCampaign, reviewer: Identity) -> None:
+    """Record the decisions a review form posted (none when it only opened the session)."""
+    try:
+        decisions = _parse_decisions(request.POST, campaign, reviewer.pk)
+        if not decisions:
+            if not request.POST.get("token"):
+                messages.warning(request, "Choose keep or revoke for at least one grant, then submit.")
+            return
+        recorded, skipped = attestations.attestation_decide_many(
+            campaign=campaign, reviewer=reviewer, decisions=decisions
+        )
+        text = f"Recorded {recorded} decision{'s' if recorded != 1 else ''}."
+        if skipped:
+            text += f" {skipped} had already been decided and were left as they were."
+        messages.success(request, text)
+    except (attestations.AttestationError, IllegalTransition) as exc:
+        messages.error(request, str(exc))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters as filters
 from django.db.models import Q, QuerySet
 
+from audit.models import AuditEvent
 from connectors.models import Connector, Grant, Risk
 
 from .models import ConnectorRequest
@@ -68,3 +69,41 @@ class GrantFilter(filters.FilterSet):
     class Meta:
         model = Grant
         fields = ["q", "status", "kind"]
+
+
+class SigninEventFilter(filters.FilterSet):
+    """Filters of the IAM security page: which event, which account, from which address."""
+
+    action = filters.ChoiceFilter(label="Event", method="by_action", choices=())
+    account = filters.CharFilter(label="Account", method="by_account")
+    ip = filters.CharFilter(label="From address", method="by_ip")
+    outcome = filters.ChoiceFilter(choices=AuditEvent.Outcome.choices)
+
+    def __init__(self, *args, **kwargs):
+        from .signin import ACTIONS
+
+        super().__init__(*args, **kwargs)
+        self.filters["action"].extra["choices"] = list(ACTIONS.items())
+
+    def by_action(self, queryset, name, value):
+        return queryset.filter(action=value)
+
+    def by_account(self, queryset, name, value):
+        return queryset.filter(data__account__icontains=value.strip()[:254])
+
+    def by_ip(self, queryset, name, value):
+        return queryset.filter(ip=value.strip()) if _is_ip(value.strip()) else queryset.none()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "account", "ip", "outcome"]
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

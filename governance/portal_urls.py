@@ -15,6 +15,7 @@ urlpatterns = [
     path("connectors/<int:pk>/merge/", views.connector_merge, name="connector_merge"),
     path("paths/<int:pk>/split/", views.connector_split, name="connector_split"),
     path("inbox/", views.inbox, name="inbox"),
+    path("security/", views.security, name="security"),
     path("grants/mine/", views.my_grants, name="my_grants"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant_revoke"),
     path("requests/new/", views.request_new, name="request_new"),

@@ -20,10 +20,18 @@ from connectors.queueing import DEFERRED_MESSAGE, deferred
 
 from . import permissions as perms
 from . import selectors, services
-from .filters import ConnectorFilter, GrantFilter, RequestFilter, ShadowFilter
+from .filters import ConnectorFilter, GrantFilter, RequestFilter, ShadowFilter, SigninEventFilter
 from .forms import DecisionForm, MergeForm, OwnerForm, ProvisionForm, ReasonForm, RequestForm, SanctionForm
 from .models import ConnectorRequest
-from .tables import PER_PAGE, GrantsTable, InboxTable, MyConnectorsTable, RequestsTable, ShadowTable
+from .tables import (
+    PER_PAGE,
+    GrantsTable,
+    InboxTable,
+    MyConnectorsTable,
+    RequestsTable,
+    ShadowTable,
+    SigninEventsTable,
+)
 
 REFUSALS = (IllegalTransition, services.WorkflowError)
 
@@ -104,6 +112,15 @@ def shadow(request: HttpRequest) -> HttpResponse:
     filterset = ShadowFilter(request.GET, queryset=selectors.shadow_connectors())
     table = _table(request, ShadowTable, filterset.qs)
     return render(request, "portal/shadow.html", {"table": table, "filter": filterset})
+
+
+@login_required
+def security(request: HttpRequest) -> HttpResponse:
+    """List sign-in security events (failures, lockouts, MFA and password changes, staff sign-ins) for IAM."""
+    perms.require(request.user.is_staff and perms.is_iam(request.user))
+    filterset = SigninEventFilter(request.GET, queryset=selectors.signin_events())
+    table = _table(request, SigninEventsTable, filterset.qs)
+    return render(request, "portal/security.html", {"table": table, "filter": filterset})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -227,3 +227,15 @@ def connector_paths(connector: Connector) -> QuerySet[ConnectorApp]:
         .annotate(active_grants=_count(active))
         .order_by("source__name", "client_id")
     )
+
+
+# -------------------------------------------------------------------------- sign-in security (hardening)
+
+
+def signin_events() -> QuerySet:
+    """Return the sign-in security events, newest first (one query per page: no relation is read)."""
+    from audit.models import AuditEvent
+
+    from .signin import ACTIONS
+
+    return AuditEvent.objects.filter(action__in=list(ACTIONS)).order_by("-occurred_at", "-sequence")

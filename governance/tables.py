@@ -235,3 +235,36 @@ class ShadowTable(tables.Table):
 
     def render_risk(self, value, record) -> str:
         return _badge(record.risk, value)
+
+
+class SigninEventsTable(tables.Table):
+    """Sign-in security events: when, what, which account, who, from where."""
+
+    occurred_at = tables.DateTimeColumn(verbose_name="When", format="Y-m-d H:i:s")
+    action = tables.Column(verbose_name="Event")
+    outcome = tables.Column()
+    account = tables.Column(verbose_name="Account", accessor="data__account", default="—", orderable=False)
+    actor_label = tables.Column(verbose_name="Signed-in user", default="—")
+    ip = tables.Column(verbose_name="From", default="—")
+    user_agent = tables.Column(verbose_name="Browser", default="—", orderable=False)
+    sequence = tables.Column(verbose_name="Seq.", attrs={"td": {"class": "num"}})
+
+    class Meta:
+        attrs = {"class": "list", "id": "signin-events"}
+        empty_text = "No sign-in events recorded yet."
+        order_by = ("-occurred_at",)
+
+    def render_action(self, value) -> str:
+        from .signin import ACTIONS
+
+        return format_html("<code>{}</code> {}", value, ACTIONS.get(value, ""))
+
+    def render_outcome(self, value, record) -> str:
+        return _badge(value, record.get_outcome_display())
+
+    def render_actor_label(self, value, record) -> str:
+        # A failed sign-in has no user: its label is the account typed, already in its own column.
+        return value if record.actor_user_id else "—"
+
+    def render_user_agent(self, value) -> str:
+        return value[:80]

@@ -25,8 +25,9 @@ class LinkRefused(Exception):
         "expired": "This link has expired: the review's deadline has passed.",
         "closed": "This review is closed. Decisions can no longer be recorded.",
         "wrong_manager": "This link was issued to someone else, or for another review.",
+        "session_expired": "This review session has timed out. Open the link from your email again.",
     }
-    STATUS = {"tampered": 403, "expired": 410, "closed": 410, "wrong_manager": 403}
+    STATUS = {"tampered": 403, "expired": 410, "closed": 410, "wrong_manager": 403, "session_expired": 403}
 
     def __init__(self, reason: str, *, campaign_id: int | None = None, reviewer_id: int | None = None):
         self.reason = reason

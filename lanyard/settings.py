@@ -138,6 +138,12 @@ MFA_TOTP_ISSUER = "Lanyard"
 LANYARD_OPEN_SIGNUP = env.bool("LANYARD_OPEN_SIGNUP", default=False)
 LANYARD_REQUIRE_STAFF_MFA = env.bool("LANYARD_REQUIRE_STAFF_MFA", default=not DEBUG)
 
+# Sign-in behind proxies (hardening): the client address that allauth's rate limits and the audit
+# trail's sign-in events use. Direct (the default): REMOTE_ADDR. Behind N proxies you run: the Nth
+# address from the right of X-Forwarded-For. Or a header one trusted proxy sets (e.g. X-Real-IP).
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("LANYARD_TRUSTED_PROXY_COUNT", default=0)
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = env.str("LANYARD_TRUSTED_CLIENT_IP_HEADER", default="") or None
+
 ANONYMOUS_USER_NAME = None
 GUARDIAN_RAISE_403 = True
 
@@ -280,6 +286,9 @@ LANYARD_REVOKE_MAX_RETRIES = env.int("LANYARD_REVOKE_MAX_RETRIES", default=5)
 LANYARD_REVOKE_SWEEP_MINUTES = env.int("LANYARD_REVOKE_SWEEP_MINUTES", default=5)
 # After a permanent IdP refusal (401, 403), the next attempt waits this long.
 LANYARD_REVOKE_PERMANENT_RETRY_MINUTES = env.int("LANYARD_REVOKE_PERMANENT_RETRY_MINUTES", default=60)
+# Hardening: a revocation task's claim on its grant lasts this long; after it, a dead worker's claim
+# is taken over (by the sweep's re-delivery).
+LANYARD_REVOKE_CLAIM_MINUTES = env.int("LANYARD_REVOKE_CLAIM_MINUTES", default=15)
 # Attestation campaigns the beat launches by itself: "" (none, launch from the admin), "monthly" or
 # "quarterly"; each gets the deadline, reminder days, escalation and deadline policy below.
 LANYARD_ATTESTATION_SCHEDULE = env.str("LANYARD_ATTESTATION_SCHEDULE", default="")
@@ -287,6 +296,8 @@ LANYARD_ATTESTATION_DEADLINE_DAYS = env.int("LANYARD_ATTESTATION_DEADLINE_DAYS",
 LANYARD_ATTESTATION_REMINDER_DAYS = env.list("LANYARD_ATTESTATION_REMINDER_DAYS", cast=int, default=[7, 3, 1])
 LANYARD_ATTESTATION_ESCALATE_AFTER = env.int("LANYARD_ATTESTATION_ESCALATE_AFTER", default=2)
 LANYARD_ATTESTATION_POLICY = env.str("LANYARD_ATTESTATION_POLICY", default="flag")
+# Hardening: a review link is exchanged (by POST) for a session this long, never past the deadline.
+LANYARD_ATTESTATION_SESSION_MINUTES = env.int("LANYARD_ATTESTATION_SESSION_MINUTES", default=30)
 
 # Audit trail: Ed25519 checkpoint signing key kept outside the database (PEM or base64 raw
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
@@ -296,6 +307,9 @@ LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", d
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
+# Hardening: discovered (shadow) connectors one ingest key may create per hour; beyond it the batch
+# is refused with 429 and nothing is recorded.
+LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR = env.int("LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR", default=100)
 # Seconds after an ingested batch before a worker moves grants' and devices' usage times forward
 # from it (one roll-up at a time; beat also runs one every minute).
 LANYARD_USAGE_ROLLUP_SECONDS = env.int("LANYARD_USAGE_ROLLUP_SECONDS", default=5)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -301,6 +303,9 @@ def _connectors(
                 )
             )
     if new_connectors:
+        _check_discovery_cap(key, len(new_connectors), now)
+        for connector, _ in new_connectors.values():
+            connector.discovered_by_key = key
         Connector.objects.bulk_create([c for c, _ in new_connectors.values()])
         for app in new_apps:
             app.connector_id = app.connector.pk
@@ -328,6 +333,35 @@ def _connectors(
             )
     connectors = {e.index: by_pair[pair(e)] if e.client_id else by_url[e.mcp_server_url] for e in events}
     return connectors, event_sources
+
+
+class DiscoveryLimitReached(Exception):
+    """The batch would create more discovered connectors than the key may in an hour; nothing recorded."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _check_discovery_cap(key: IngestKey, new: int, now: dt.datetime) -> None:
+    """Refuse a batch that takes the key past LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR.
+
+    Called under the chain head lock, so concurrent batches of one key count one after another.
+    Without the cap a key (leaked, or a buggy gateway) could fill the register with garbage.
+    """
+    cap = settings.LANYARD_INGEST_MAX_DISCOVERIES_PER_HOUR
+    window = now - dt.timedelta(hours=1)
+    recent = Connector.objects.filter(discovered_by_key=key, discovered_at__gt=window)
+    count = recent.count()
+    if count + new <= cap:
+        return
+    oldest = recent.order_by("discovered_at").values_list("discovered_at", flat=True).first()
+    wait = max(1, math.ceil(((oldest or now) + dt.timedelta(hours=1) - now).total_seconds()))
+    raise DiscoveryLimitReached(
+        f"This ingest key may discover at most {cap} new connectors per hour ({count} so far, this batch "
+        f"adds {new}); nothing was recorded.",
+        retry_after=wait,
+    )
 
 
 def _grants(

@@ -116,6 +116,36 @@ class ErrorList:
             self.items.append({"index": index, "field": field_, "message": message})
 
 
+def _text_limits(struct: type, prefix: str = "") -> dict[str, tuple[int, bool]]:
+    """Return each text field's (max length, required) by dotted path, as the wire structs declare it.
+
+    The one definition: the decoder enforces these ``msgspec.Meta`` limits, the schema publishes
+    them, and the field-by-field validator reads them from here instead of repeating them.
+    """
+    limits: dict[str, tuple[int, bool]] = {}
+    for f in msgspec.inspect.type_info(struct).fields:
+        kinds = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for kind in kinds:
+            inner = kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+            if isinstance(inner, msgspec.inspect.StrType):
+                limits[prefix + f.name] = (inner.max_length, bool(inner.min_length))
+            elif isinstance(inner, msgspec.inspect.StructType):
+                limits.update(_text_limits(inner.cls, f"{prefix}{f.name}."))
+            elif isinstance(inner, msgspec.inspect.LiteralType):
+                # Any text is read (to say "One of: ..." for a wrong value), but not an essay.
+                limits[prefix + f.name] = (64, False)
+    return limits
+
+
+TEXT_LIMITS = _text_limits(wire.Event)
+
+
+def _field(obj: Mapping, key: str, errors: ErrorList, i: int, path: str) -> str:
+    """Read one text field with the length and presence the wire structs give it."""
+    max_length, required = TEXT_LIMITS[path]
+    return _string(obj, key, errors, i, path, required=required, max_length=max_length)
+
+
 def _string(
     obj: Mapping, key: str, errors: ErrorList, i: int, path: str, *, required=False, max_length=254
 ) -> str:
@@ -204,6 +234,10 @@ def _ipv4_compatible(ip: str) -> bool:
 
 
 def _check_ip(value: str, report: Report) -> str | None:
+    # The schema's ipv4/ipv6 formats admit no surrounding space; neither does the validator.
+    if value != value.strip():
+        report("ip", "Enter a valid IPv4 or IPv6 address (no spaces).")
+        return None
     try:
         ip = normalise_ip(value)
     except ValueError:
@@ -227,53 +261,49 @@ def _validate_one(i: int, raw: Any, errors: ErrorList) -> Event | None:
         return None
     before = len(errors.items)
     report = functools.partial(errors.add, i)
-    event_id = _string(raw, "id", errors, i, "id", required=True, max_length=128)
+    event_id = _field(raw, "id", errors, i, "id")
     when = None
-    time_raw = _string(raw, "time", errors, i, "time", required=True, max_length=64)
+    time_raw = _field(raw, "time", errors, i, "time")
     if time_raw:
         when = _check_time(time_raw, report)
-    action = _string(raw, "action", errors, i, "action", required=True, max_length=61)
+    action = _field(raw, "action", errors, i, "action")
     _check_action(action, report)
-    outcome = _string(raw, "outcome", errors, i, "outcome", max_length=16) or "success"
+    outcome = _field(raw, "outcome", errors, i, "outcome") or "success"
     _check_outcome(outcome, report)
 
     event = Event(index=i, id=event_id, time=when or timezone.now(), action=action, outcome=outcome)
 
     actor = _object(raw, "actor", errors, i, required=True)
     if actor is not None:
-        event.email = _string(actor, "email", errors, i, "actor.email")
-        event.actor_source = _string(actor, "source", errors, i, "actor.source", max_length=100)
-        event.actor_external_id = _string(
-            actor, "external_id", errors, i, "actor.external_id", max_length=200
-        )
-        event.actor_name = _string(actor, "name", errors, i, "actor.name", max_length=200)
+        event.email = _field(actor, "email", errors, i, "actor.email")
+        event.actor_source = _field(actor, "source", errors, i, "actor.source")
+        event.actor_external_id = _field(actor, "external_id", errors, i, "actor.external_id")
+        event.actor_name = _field(actor, "name", errors, i, "actor.name")
         _check_actor(event, report)
 
     device = _object(raw, "device", errors, i, required=False)
     if device is not None:
-        event.device_id = _string(device, "id", errors, i, "device.id", required=True, max_length=200)
+        event.device_id = _field(device, "id", errors, i, "device.id")
         managed = device.get("managed", False)
         if not isinstance(managed, bool):
             errors.add(i, "device.managed", "Must be true or false.")
         event.device = {
-            "name": _string(device, "name", errors, i, "device.name", max_length=200),
-            "platform": _string(device, "platform", errors, i, "device.platform", max_length=50),
+            "name": _field(device, "name", errors, i, "device.name"),
+            "platform": _field(device, "platform", errors, i, "device.platform"),
             "managed": managed is True,
         }
 
     connector = _object(raw, "connector", errors, i, required=True)
     if connector is not None:
-        event.connector_source = _string(connector, "source", errors, i, "connector.source", max_length=100)
-        event.client_id = _string(connector, "client_id", errors, i, "connector.client_id", max_length=255)
-        event.mcp_server_url = _string(
-            connector, "mcp_server_url", errors, i, "connector.mcp_server_url", max_length=500
-        )
-        event.connector_name = _string(connector, "name", errors, i, "connector.name", max_length=200)
+        event.connector_source = _field(connector, "source", errors, i, "connector.source")
+        event.client_id = _field(connector, "client_id", errors, i, "connector.client_id")
+        event.mcp_server_url = _field(connector, "mcp_server_url", errors, i, "connector.mcp_server_url")
+        event.connector_name = _field(connector, "name", errors, i, "connector.name")
         _check_connector(event, report)
 
-    event.resource = _string(raw, "resource", errors, i, "resource", max_length=1000)
-    event.user_agent = _string(raw, "user_agent", errors, i, "user_agent", max_length=500)
-    ip = _string(raw, "ip", errors, i, "ip", max_length=64)
+    event.resource = _field(raw, "resource", errors, i, "resource")
+    event.user_agent = _field(raw, "user_agent", errors, i, "user_agent")
+    ip = _field(raw, "ip", errors, i, "ip")
     if ip:
         event.ip = _check_ip(ip, report)
     return event if len(errors.items) == before else None

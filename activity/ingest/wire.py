@@ -45,7 +45,14 @@ _SOURCE = "An identity source's name, or its kind when only one source has it."
 class Actor(msgspec.Struct):
     """The person: by email, or by identity source and the id the source gives them."""
 
-    email: _text(254, extra_json_schema={"format": "email"}) | None = None
+    email: (
+        _text(
+            254,
+            description="Checked with Django's email validator, stricter than the `email` format.",
+            extra_json_schema={"anyOf": [{"maxLength": 0}, {"format": "email"}]},
+        )
+        | None
+    ) = None
     source: _text(100, description=_SOURCE) | None = None
     external_id: _text(200, description="The person's id in that source.") | None = None
     name: _text(200, description="Display name, kept for a person no source knows.") | None = None
@@ -65,7 +72,19 @@ class Connector(msgspec.Struct):
 
     source: _text(100, description=_SOURCE) | None = None
     client_id: _text(255, description="The OAuth client id (app id) in that source.") | None = None
-    mcp_server_url: _text(500, extra_json_schema={"format": "uri"}) | None = None
+    mcp_server_url: (
+        _text(
+            500,
+            description="An http(s) URL, checked with Django's URL validator (stricter than `uri`).",
+            extra_json_schema={
+                "anyOf": [
+                    {"maxLength": 0},
+                    {"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#]+"},
+                ]
+            },
+        )
+        | None
+    ) = None
     name: _text(200, description="Name for a newly discovered connector.") | None = None
 
 
@@ -98,11 +117,15 @@ Outcome = Literal[("", *sorted(OUTCOMES))]  # type: ignore[valid-type]
 class Event(msgspec.Struct):
     """One AI action by one person through one connector."""
 
-    id: _text(128, required=True, description="Unique per ingest key: the idempotency key.")
+    id: _text(
+        128,
+        required=True,
+        description="Unique per ingest key (and so within the batch): the idempotency key.",
+    )
     time: _text(
         64,
         required=True,
-        description="When it happened: RFC 3339 with a time zone.",
+        description="When it happened: RFC 3339 with a time zone, within years 1 to 9999 in UTC.",
         examples=["2026-11-29T10:15:00Z"],
         extra_json_schema={"format": "date-time"},
     )

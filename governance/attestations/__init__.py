@@ -11,7 +11,17 @@ from .checks import check_attestation_settings
 from .deadline import attestation_tick, campaign_close, reminders_due, review_nudge
 from .decisions import attestation_decide, attestation_decide_many
 from .launch import campaign_launch
-from .links import ReportGroup, link_refused_record, review_groups, review_open, review_url, reviewable
+from .links import (
+    ReportGroup,
+    link_refused_record,
+    review_check,
+    review_groups,
+    review_open,
+    review_session_open,
+    review_session_start,
+    review_url,
+    reviewable,
+)
 from .mail import review_mail_send
 from .progress import (
     EXPORT_HEADER,
@@ -63,7 +73,10 @@ __all__ = [
     "review_groups",
     "review_mail_send",
     "review_nudge",
+    "review_check",
     "review_open",
+    "review_session_open",
+    "review_session_start",
     "review_url",
     "reviewable",
     "schedule_period",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.urls import reverse
@@ -88,9 +91,47 @@ def review_open(*, token: str, campaign_id: int, reviewer_id: int) -> tuple[Atte
         raise tokens.LinkRefused(
             "wrong_manager", campaign_id=claim.campaign_id, reviewer_id=claim.reviewer_id
         )
+    return review_check(campaign_id=campaign_id, reviewer_id=reviewer_id)
+
+
+SESSION_KEY = "lanyard_attestation_reviews"
+
+
+def review_session_start(session: Any, *, campaign: AttestationCampaign, reviewer: Identity) -> datetime:
+    """Remember in the session that it may review ``reviewer``'s part of ``campaign``; return until when.
+
+    The page then lives at a URL without the token, so no access log, browser history or Referer
+    keeps the bearer credential. The session lasts LANYARD_ATTESTATION_SESSION_MINUTES at most and
+    never past the campaign deadline, whatever the token said.
+    """
+    now = timezone.now()
+    until = min(now + timedelta(minutes=settings.LANYARD_ATTESTATION_SESSION_MINUTES), campaign.deadline)
+    reviews = dict(session.get(SESSION_KEY) or {})
+    reviews = {k: v for k, v in reviews.items() if v > now.timestamp()}
+    reviews[f"{campaign.pk}:{reviewer.pk}"] = until.timestamp()
+    session[SESSION_KEY] = reviews
+    return until
+
+
+def review_session_open(
+    session: Any, *, campaign_id: int, reviewer_id: int
+) -> tuple[AttestationCampaign, Identity]:
+    """Return the campaign and reviewer the session may review, or raise tokens.LinkRefused."""
+    until = (session.get(SESSION_KEY) or {}).get(f"{campaign_id}:{reviewer_id}")
+    if until is None:
+        # No link was opened in this browser: as good as no token at all.
+        raise tokens.LinkRefused("tampered")
+    if timezone.now().timestamp() >= until:
+        raise tokens.LinkRefused("session_expired", campaign_id=campaign_id, reviewer_id=reviewer_id)
+    return review_check(campaign_id=campaign_id, reviewer_id=reviewer_id)
+
+
+def review_check(*, campaign_id: int, reviewer_id: int) -> tuple[AttestationCampaign, Identity]:
+    """Return the campaign and reviewer if the review is open to them now, or raise tokens.LinkRefused."""
     campaign = AttestationCampaign.objects.filter(pk=campaign_id).first()
     if campaign is None or campaign.status != CStatus.RUNNING:
-        raise tokens.LinkRefused("closed", campaign_id=claim.campaign_id, reviewer_id=claim.reviewer_id)
+        raise tokens.LinkRefused("closed", campaign_id=campaign_id, reviewer_id=reviewer_id)
+    # The deadline is checked here, on every use: a token's own expiry never reaches past it.
     if timezone.now() >= campaign.deadline:
         raise tokens.LinkRefused("expired", campaign_id=campaign.pk, reviewer_id=reviewer_id)
     reviewer = Identity.objects.filter(pk=reviewer_id).first()

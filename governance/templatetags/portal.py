@@ -26,5 +26,6 @@ def portal_nav(context) -> dict[str, bool]:
             "my_grants": permissions.has_identity(user),
             "request": iam or permissions.has_identity(user),
             "shadow": iam,
+            "security": iam and user.is_staff,
         }
     return request._portal_nav

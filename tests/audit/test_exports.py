@@ -251,3 +251,13 @@ def test_the_outsider_cannot_export(client, outsider, trail):
     for fmt in ("csv", "jsonl", "ocsf"):
         assert client.get(export_url(trail["notes"], fmt)).status_code == 403
     assert not AuditEvent.objects.filter(action="audit.exported").exists()
+
+
+def test_an_export_records_the_client_behind_the_proxy(client, iam, trail, settings):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+    client.force_login(iam)
+    response = client.get(
+        export_url(trail["notes"], "csv"), REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.9"
+    )
+    body(response)
+    assert AuditEvent.objects.filter(action="audit.exported").latest("sequence").ip == "198.51.100.9"

@@ -62,6 +62,14 @@ def token_of(link: str) -> str:
     return link.split("?t=", 1)[1]
 
 
+def open_review(client, link: str):
+    """Open an emailed link as a browser does: GET (a button), POST the token, follow to the clean URL."""
+    assert client.get(link).status_code == 200
+    response = client.post(link.split("?")[0], {"token": token_of(link)})
+    assert response.status_code == 302 and "t=" not in response["Location"]
+    return client.get(response["Location"])
+
+
 def refused(reason: str) -> AuditEvent:
     return AuditEvent.objects.filter(action="attestation.link_refused", data__reason=reason).get()
 
@@ -76,7 +84,7 @@ def snapshot():
 
 
 def test_the_emailed_link_opens_the_managers_review(client, setup):
-    response = client.get(link_for("mia@example.com"))
+    response = open_review(client, link_for("mia@example.com"))
     assert response.status_code == 200
     content = response.content.decode()
     assert "Ann Analyst" in content and "Ben Builder" in content
@@ -281,7 +289,7 @@ def test_the_escalation_target_can_decide_instead(
     with django_capture_on_commit_callbacks(execute=True):
         assert attestations.review_nudge(review=review) == "escalated"
     boss_link = link_for("boss@example.com")
-    page = client.get(boss_link)
+    page = open_review(client, boss_link)
     assert page.status_code == 200
     assert "Escalated to you" in page.content.decode()
     ben_attestation = Attestation.objects.get(identity=setup["ben"])
