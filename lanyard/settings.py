@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "connectors",
     "activity",
     "governance",
+    "signals",  # Shared Signals receiver (issue 15)
 ]
 
 MIDDLEWARE = [
@@ -329,6 +330,16 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Shared Signals receiver (signals/): SETs pushed by the IdPs' SSF transmitters (RFC 8417, 8935)
+# A SET older than this (by its iat) is refused: a replay window bounded in time as well as by jti.
+LANYARD_SSF_MAX_AGE = env.int("LANYARD_SSF_MAX_AGE", default=300)
+LANYARD_SSF_CLOCK_SKEW = env.int("LANYARD_SSF_CLOCK_SKEW", default=30)  # seconds of iat in the future
+LANYARD_SSF_MAX_SET_BYTES = env.int("LANYARD_SSF_MAX_SET_BYTES", default=65536)
+LANYARD_SSF_JWKS_TTL = env.int("LANYARD_SSF_JWKS_TTL", default=3600)  # seconds a fetched JWKS is used
+# At most one JWKS fetch per stream in this many seconds (an unknown kid refetches once, not per SET).
+LANYARD_SSF_JWKS_MIN_REFETCH = env.float("LANYARD_SSF_JWKS_MIN_REFETCH", default=30.0)
+LANYARD_SSF_JWKS_TIMEOUT = env.float("LANYARD_SSF_JWKS_TIMEOUT", default=5.0)
 
 LOGGING = {
     "version": 1,

@@ -23,4 +23,6 @@ urlpatterns = [
     path("api/v1/", include("activity.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
+    path("ssf/", include("signals.urls")),
 ]

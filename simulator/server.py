@@ -22,6 +22,7 @@ import httpx
 from . import api_entra, api_github, api_google, api_okta, creds
 from .editions import Editions
 from .faults import Faults
+from .ssf import SsfTransmitters
 from .tenant import DEPROVISIONED, STATUS_NAMES, Tenant
 from .wire import ApiError, Req, Resp, page_of
 
@@ -67,6 +68,7 @@ class Sim:
         self.tenant = Tenant(**self.params)
         self.faults = Faults()
         self.editions = Editions()
+        self.ssf = SsfTransmitters()
         self.requests = 0
 
     def reset(self, **overrides: Any) -> None:
@@ -74,6 +76,7 @@ class Sim:
         self.tenant = Tenant(**self.params)
         self.faults.clear()
         self.editions.reset(**(overrides.get("edition") or {}))
+        self.ssf.reset()
 
     # --- dispatch
 
@@ -91,6 +94,8 @@ class Sim:
                 return self.control(method, sub, query, body, f"http://{host}")
             except (ValueError, KeyError, TypeError) as exc:
                 return Resp(400, {"error": str(exc)})
+        if prefix == "ssf":  # the simulated SSF transmitters (simulator/ssf.py)
+            return self.ssf.handle(method, sub, f"http://{host}")
         mod = MODULES.get(prefix)
         if mod is None:
             return Resp(
@@ -185,10 +190,12 @@ class Sim:
                 200, creds.credentials(url, seed=self.params["seed"], identities=self.params["identities"])
             )
         if sub == "/mutate" and method == "POST":
-            return Resp(200, self.mutate(data))
+            return Resp(200, self.mutate(data, url))
+        if sub.startswith("/ssf/"):
+            return self.ssf.control(sub, method, data, url, t)
         return Resp(404, {"error": f"unknown control endpoint {method} /_sim{sub}"})
 
-    def mutate(self, data: dict) -> dict:
+    def mutate(self, data: dict, url: str = "") -> dict:
         t = self.tenant
         op = data["op"]
         person = t.by_email[data["email"].lower()] if "email" in data else None
@@ -212,7 +219,8 @@ class Sim:
         if op == "set_status":
             status = STATUS_NAMES.index(data["status"])
             t.set_status(person, status)
-            return {"email": data["email"], "status": data["status"]}
+            pushed = self.ssf.on_status(url, t, data["email"], data["status"]) if url else []
+            return {"email": data["email"], "status": data["status"], "ssf": pushed}
         if op == "add_pat_request":
             app = t.app_by_name[data.get("app", "Cursor").lower()]
             if not t.provider_apps["github"] or app not in t.provider_apps["github"]:
@@ -391,6 +399,24 @@ class SimHandle:
 
     def credentials(self) -> dict:
         return self._call("GET", "/credentials")
+
+    # --- the SSF transmitters (simulator/ssf.py)
+
+    def ssf_issuer(self, provider: str) -> str:
+        return f"{self.url}/ssf/{provider}"
+
+    def ssf_stream(self, provider: str, *, url: str, aud: str) -> dict:
+        """Register a receiver: the provider pushes its SETs there (e.g. when a person is suspended)."""
+        return self._call("POST", "/ssf/streams", json={"provider": provider, "url": url, "aud": aud})
+
+    def ssf_push(self, provider: str, event: str, **options: Any) -> list[dict]:
+        """Push one SET (``email=``, ``url=``/``aud=``, ``kid=``, ``sign_with="stray"``, ``iat_offset=``)."""
+        return self._call("POST", "/ssf/push", json={"provider": provider, "event": event, **options})[
+            "results"
+        ]
+
+    def ssf_rotate(self, provider: str) -> str:
+        return self._call("POST", "/ssf/rotate", json={"provider": provider})["kid"]
 
     def stop(self) -> None:
         self._client.close()
