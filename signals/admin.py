@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
@@ -9,11 +10,40 @@ from django.utils.html import format_html
 from .models import ReceivedSet, ReceiverStream
 
 
+class ReceiverStreamForm(forms.ModelForm):
+    push_authorization = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=(
+            "The Authorization header value the transmitter sends with each push (e.g. 'Bearer …'), as "
+            "configured in its stream's delivery. Only its hash is kept; leave empty to keep the current "
+            "one. Tick 'clear' to require none."
+        ),
+    )
+    clear_push_authorization = forms.BooleanField(required=False, label="Clear the push authorization")
+
+    class Meta:
+        model = ReceiverStream
+        fields = ["name", "source", "issuer", "jwks_url", "configuration_url", "audience", "enabled"]
+
+    def save(self, commit: bool = True) -> ReceiverStream:
+        stream = super().save(commit=False)
+        if self.cleaned_data.get("clear_push_authorization"):
+            stream.set_authorization("")
+        elif self.cleaned_data.get("push_authorization"):
+            stream.set_authorization(self.cleaned_data["push_authorization"])
+        if commit:
+            stream.save()
+        return stream
+
+
 @admin.register(ReceiverStream)
 class ReceiverStreamAdmin(admin.ModelAdmin):
+    form = ReceiverStreamForm
     list_display = ("name", "source", "issuer", "audience", "enabled", "push_url")
     list_filter = ("enabled", "source")
-    readonly_fields = ("id", "push_url", "created_at")
+    readonly_fields = ("id", "push_url", "requires_authorization", "created_at")
     fields = (
         "id",
         "push_url",
@@ -24,8 +54,15 @@ class ReceiverStreamAdmin(admin.ModelAdmin):
         "configuration_url",
         "audience",
         "enabled",
+        "push_authorization",
+        "clear_push_authorization",
+        "requires_authorization",
         "created_at",
     )
+
+    @admin.display(description="Requires an Authorization header", boolean=True)
+    def requires_authorization(self, obj: ReceiverStream) -> bool:
+        return bool(obj.authorization_hash)
 
     @admin.display(description="Push endpoint (give it to the transmitter)")
     def push_url(self, obj: ReceiverStream) -> str:

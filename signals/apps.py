@@ -1,7 +1,30 @@
 from django.apps import AppConfig
 
+# The IAM staff group's permissions on this app's models (governance.iam_group holds the others).
+IAM_PERMISSIONS = {"receiverstream": ["add", "change", "view"], "receivedset": ["view"]}
+
+
+def grant_iam_staff(sender, apps=None, using="default", **kwargs) -> None:
+    """After migrate (and a test database flush), give IAM staff the receiver's admin permissions."""
+    from django.apps import apps as global_apps
+
+    from governance.iam_group import IAM_STAFF
+
+    apps = apps or global_apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    group, _ = Group.objects.using(using).get_or_create(name=IAM_STAFF)
+    codenames = [f"{action}_{model}" for model, actions in IAM_PERMISSIONS.items() for action in actions]
+    perms = Permission.objects.using(using).filter(content_type__app_label="signals", codename__in=codenames)
+    group.permissions.add(*perms)
+
 
 class SignalsConfig(AppConfig):
     name = "signals"
     verbose_name = "Shared Signals"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(grant_iam_staff, sender=self, dispatch_uid="signals.iam_staff")

@@ -11,6 +11,8 @@ leave no row (their ``jti`` is unauthenticated); they are in the audit trail wit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 
 from django.db import models
@@ -41,6 +43,9 @@ class ReceiverStream(models.Model):
         max_length=500, help_text="The aud the transmitter puts in SETs for Lanyard (the stream's audience)."
     )
     enabled = models.BooleanField(default=True)
+    # SHA-256 (hex) of the Authorization header the transmitter sends with each push (the stream's
+    # delivery.authorization_header); blank: none required. The secret itself is never stored.
+    authorization_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -48,6 +53,16 @@ class ReceiverStream(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def set_authorization(self, header_value: str) -> None:
+        """Require this Authorization header value on every push ("" to require none)."""
+        self.authorization_hash = hashlib.sha256(header_value.encode()).hexdigest() if header_value else ""
+
+    def authorization_ok(self, header_value: str | None) -> bool:
+        if not self.authorization_hash:
+            return True
+        given = hashlib.sha256((header_value or "").encode()).hexdigest()
+        return hmac.compare_digest(given, self.authorization_hash)
 
 
 class ReceivedSet(models.Model):

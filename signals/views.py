@@ -1,7 +1,8 @@
 """RFC 8935 push delivery: ``POST /ssf/receive/<stream id>`` with an ``application/secevent+jwt`` body.
 
 202 (no body) when the SET is accepted or was already received; 400 with ``{"err", "description"}``
-(RFC 8935 §2.3) when it is refused; 413/415 (same body shape) for a body too large or of the wrong
+(RFC 8935 §2.3) when it is refused; 401 ``authentication_failed`` when the stream requires an
+Authorization header and the push lacks it; 413/415 (same body shape) for a body too large or of the wrong
 type; 404 for an unknown stream; 503 when the database is unavailable, so the transmitter retries.
 """
 
@@ -38,6 +39,13 @@ def receive_push(request: HttpRequest, stream_id: uuid.UUID) -> HttpResponse:
     if stream is None:
         return _error(404, "invalid_request", "No such stream.")
     ip = client_ip(request)
+    if not stream.authorization_ok(request.headers.get("Authorization")):
+        refuse(stream, "authentication_failed", "The push's Authorization header is missing or wrong.", ip=ip)
+        response = _error(
+            401, "authentication_failed", "The push's Authorization header is missing or wrong."
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="lanyard-ssf"'
+        return response
     try:
         body = read_body(request, max_bytes=settings.LANYARD_SSF_MAX_SET_BYTES, content_types=CONTENT_TYPES)
     except BodyError as exc:

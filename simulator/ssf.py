@@ -53,7 +53,7 @@ def _new_key() -> rsa.RSAPrivateKey:
 class Transmitter:
     provider: str
     keys: list[tuple[str, Any]] = field(default_factory=list)  # (kid, private key); last is current
-    streams: list[dict[str, str]] = field(default_factory=list)  # {"url", "aud"}
+    streams: list[dict[str, str]] = field(default_factory=list)  # {"url", "aud", "authorization"}
     stray: Any = None  # a key nobody publishes ("wrong key")
 
     def __post_init__(self) -> None:
@@ -127,7 +127,13 @@ class SsfTransmitters:
                 return Resp(200, {"streams": []})
             if method == "POST":
                 with self._lock:
-                    t.streams.append({"url": data["url"], "aud": data["aud"]})
+                    t.streams.append(
+                        {
+                            "url": data["url"],
+                            "aud": data["aud"],
+                            "authorization": data.get("authorization", ""),
+                        }
+                    )
             return Resp(200, {"streams": t.streams, "issuer": self.issuer(base, provider)})
         if sub == "/ssf/rotate" and method == "POST":
             t = self.by_provider[data.get("provider", "okta")]
@@ -183,7 +189,11 @@ class SsfTransmitters:
         """Push one SET to ``o['url']`` (with ``o['aud']``) or to every stream registered for ``provider``."""
         t = self.by_provider[provider]
         aud = o.pop("aud", None)
-        targets = [{"url": o.pop("url"), "aud": aud or ""}] if "url" in o else list(t.streams)
+        authorization = o.pop("authorization", None)
+        if "url" in o:
+            targets = [{"url": o.pop("url"), "aud": aud or "", "authorization": authorization or ""}]
+        else:
+            targets = list(t.streams)
         results = []
         for target in targets:
             jti, token = self.build(
@@ -197,6 +207,7 @@ class SsfTransmitters:
                     headers={
                         "Content-Type": o.get("content_type", "application/secevent+jwt"),
                         "Accept": "application/json",
+                        **({"Authorization": target["authorization"]} if target.get("authorization") else {}),
                     },
                     timeout=30,
                 )

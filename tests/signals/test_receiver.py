@@ -259,3 +259,40 @@ def test_the_transmitter_configuration_names_the_jwks(sim):
     config = httpx.get(f"{sim.ssf_issuer('google')}/.well-known/ssf-configuration").json()
     assert config["issuer"] == sim.ssf_issuer("google") and config["jwks_uri"].endswith("/jwks")
     assert httpx.get(config["jwks_uri"]).json()["keys"][0]["kty"] == "RSA"
+
+
+def test_a_stream_requiring_an_authorization_header_refuses_pushes_without_it(sim, okta):
+    stream = okta["stream"]
+    stream.set_authorization("Bearer push-secret-1")
+    stream.save()
+    assert "push-secret-1" not in stream.authorization_hash
+    email = holder(okta["source"]).email
+    missing = push(sim, okta, "session-revoked", email=email)
+    wrong = push(sim, okta, "session-revoked", email=email, authorization="Bearer guess")
+    right = push(sim, okta, "session-revoked", email=email, authorization="Bearer push-secret-1")
+    assert (missing["status"], wrong["status"], right["status"]) == (401, 401, 202)
+    assert missing["body"]["err"] == "authentication_failed"
+    assert [r["err"] for r in refusals()] == ["authentication_failed"] * 2
+
+
+def test_iam_configures_a_stream_in_the_admin(client, iam, okta):
+    from signals.models import ReceiverStream
+
+    client.force_login(iam)
+    stream = okta["stream"]
+    page = client.get(f"/admin/signals/receiverstream/{stream.pk}/change/")
+    assert page.status_code == 200 and f"/ssf/receive/{stream.pk}" in page.content.decode()
+    form = {
+        "name": stream.name,
+        "source": stream.source_id,
+        "issuer": stream.issuer,
+        "jwks_url": stream.jwks_url,
+        "configuration_url": stream.configuration_url,
+        "audience": stream.audience,
+        "enabled": "on",
+        "push_authorization": "Bearer from-the-admin",
+    }
+    answer = client.post(f"/admin/signals/receiverstream/{stream.pk}/change/", form)
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    assert ReceiverStream.objects.get(pk=stream.pk).authorization_ok("Bearer from-the-admin")
+    assert client.get("/admin/signals/receivedset/").status_code == 200
