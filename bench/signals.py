@@ -1,0 +1,199 @@
+"""Shared Signals receiver benchmark on a throwaway PostgreSQL database: ``python -m bench.signals``.
+
+Measures, in one run, through the real ``POST /ssf/receive/<id>`` view in-process (Django's test
+client: middleware, body reader, PyJWT signature and claim checks, replay guard, audit write; no
+socket or WSGI server in front), on one process = one web worker:
+
+1. receiver throughput (SETs/s) for CAEP ``session-revoked`` SETs (verified, recorded, audited);
+2. SET → revocation enqueued latency for RISC ``account-disabled`` SETs about people holding grants:
+   the answer is sent after the offboarding committed and its revocations were queued (on commit,
+   to an in-memory broker), so the request time is that latency (p50, p95);
+3. the signature check alone (PyJWT ``verify``), for scale.
+
+Issue 15's targets: ≥ 500 SETs/s on one web worker with signature checks; ≤ 200 ms p50 from an IdP
+SET received to Lanyard's revocation enqueued. The SETs are RS256-signed by the simulator's Okta
+transmitter (``simulator/ssf.py``), whose JWKS is served over HTTP and cached after the first fetch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.audit import _admin_connection  # noqa: E402
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", type=int, default=5000, help="session-revoked SETs for the throughput")
+    parser.add_argument("--people", type=int, default=2000, help="identities in the register")
+    parser.add_argument("--disabled", type=int, default=300, help="account-disabled SETs (latency)")
+    parser.add_argument("--grants-each", type=int, default=3, help="IdP grants per person")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    return parser.parse_args()
+
+
+def _configure(db_url: str) -> None:
+    import base64
+    import importlib
+    import secrets
+
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("SECRET_KEY", "bench-" + secrets.token_hex(24))
+    os.environ.setdefault("LANYARD_ENCRYPTION_KEYS", base64.urlsafe_b64encode(os.urandom(32)).decode())
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    os.environ["CELERY_BROKER_URL"] = "memory://"  # revocations are queued, not run: we time the enqueue
+    os.environ["CACHE_URL"] = "locmemcache://"
+    os.environ["DEBUG"] = "0"
+    import django
+    from django.conf import settings
+
+    base = importlib.import_module("lanyard.settings")
+    values = {k: getattr(base, k) for k in dir(base) if k.isupper()}
+    values["ALLOWED_HOSTS"] = ["testserver"]
+    values["SECURE_SSL_REDIRECT"] = False
+    values["DATABASES"]["default"]["CONN_MAX_AGE"] = None
+    values["LOGGING"] = {"version": 1, "disable_existing_loggers": False}
+    settings.configure(**values)
+    django.setup()
+
+
+def _register(people: int, grants_each: int):
+    from connectors.models import Connector, Grant, Identity, IdentitySource
+
+    source = IdentitySource.objects.create(kind="okta", name="Bench Okta", base_url="http://okta.invalid")
+    Identity.objects.bulk_create(
+        Identity(source=source, external_id=f"00u{i}", email=f"user{i}@bench.example") for i in range(people)
+    )
+    connector = Connector.objects.create(name="Bench AI", status=Connector.Status.ACTIVE)
+    ids = list(Identity.objects.order_by("pk").values_list("pk", flat=True))
+    Grant.objects.bulk_create(
+        (
+            Grant(connector=connector, source=source, identity_id=pk, external_id=f"g{pk}-{j}")
+            for pk in ids
+            for j in range(grants_each)
+        ),
+        batch_size=5000,
+    )
+    return source
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+def _run(args: argparse.Namespace) -> None:
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    import simulator
+    from connectors.models import Grant
+    from signals import services
+    from signals.models import ReceivedSet, ReceiverStream
+
+    print(
+        f"PostgreSQL {connection.cursor().connection.info.server_version}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}"
+    )
+    call_command("migrate", verbosity=0)
+    source = _register(args.people, args.grants_each)
+    sim = simulator.start(seed=1, identities=5, grants=5, events=0)
+    try:
+        issuer = sim.ssf_issuer("okta")
+        stream = ReceiverStream.objects.create(
+            name="bench",
+            source=source,
+            issuer=issuer,
+            jwks_url=f"{issuer}/jwks",
+            audience="https://bench/ssf",
+        )
+        ssf = sim.sim.ssf
+
+        def token(event: str, n: int) -> str:
+            subject = {
+                "format": "complex",
+                "user": {"format": "email", "email": f"user{n % args.people}@bench.example"},
+            }
+            return ssf.build(
+                sim.url, None, provider="okta", event=event, aud=stream.audience, subject=subject
+            )[1]
+
+        client = Client()
+        url = f"/ssf/receive/{stream.pk}"
+
+        def post(body: str) -> int:
+            return client.post(url, data=body, content_type="application/secevent+jwt").status_code
+
+        assert post(token("session-revoked", 0)) == 202  # warms the JWKS cache and the connection
+
+        tokens = [token("session-revoked", i) for i in range(args.sets)]
+        started = time.perf_counter()
+        statuses = [post(t) for t in tokens]
+        elapsed = time.perf_counter() - started
+        assert set(statuses) == {202}, set(statuses)
+        print(
+            f"throughput: {args.sets:,} session-revoked SETs in {elapsed:.2f}s = "
+            f"**{args.sets / elapsed:,.0f} SETs/s** ({elapsed / args.sets * 1000:.2f} ms each; target 500/s)"
+        )
+
+        n = min(args.disabled, args.people - 1)
+        disabled = [token("account-disabled", i + 1) for i in range(n)]
+        latencies = []
+        for body in disabled:
+            t0 = time.perf_counter()
+            assert post(body) == 202
+            latencies.append((time.perf_counter() - t0) * 1000)
+        revoking = Grant.objects.filter(status=Grant.Status.REVOKING).count()
+        assert revoking == n * args.grants_each, (revoking, n * args.grants_each)
+        print(
+            f"SET → revocation enqueued: {n} account-disabled SETs ({args.grants_each} grants each, "
+            f"{revoking:,} revocations queued): p50 **{statistics.median(latencies):.1f} ms**, "
+            f"p95 {_pct(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms (target ≤ 200 ms p50)"
+        )
+
+        sample = tokens[:2000]
+        started = time.perf_counter()
+        for t in sample:
+            services.verify(stream, t)
+        elapsed = time.perf_counter() - started
+        print(f"signature + claims check alone: {len(sample) / elapsed:,.0f} SETs/s")
+        print(f"received SETs recorded: {ReceivedSet.objects.count():,}")
+    finally:
+        sim.stop()
+
+
+def main() -> None:
+    args = _args()
+    name = f"lanyard_bench_signals_{os.getpid()}"
+    admin = _admin_connection(args.server)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = args.server.rsplit("/", 1)[0]
+    try:
+        _configure(f"{base}/{name}")
+        _run(args)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if args.keep:
+            print(f"kept database {name}")
+        else:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
