@@ -36,9 +36,10 @@ def _error(status: int, err: str, description: str) -> JsonResponse:
 @require_POST
 def receive_push(request: HttpRequest, stream_id: uuid.UUID) -> HttpResponse:
     stream = ReceiverStream.objects.select_related("source").filter(pk=stream_id).first()
-    if stream is None:
-        return _error(404, "invalid_request", "No such stream.")
     ip = client_ip(request)
+    if stream is None:
+        refuse(None, "invalid_request", f"No stream {stream_id}.", ip=ip)
+        return _error(404, "invalid_request", "No such stream.")
     if not stream.authorization_ok(request.headers.get("Authorization")):
         refuse(stream, "authentication_failed", "The push's Authorization header is missing or wrong.", ip=ip)
         response = _error(

@@ -190,6 +190,7 @@ def test_unknown_and_disabled_streams(sim, okta, live_server):
         )
     )
     assert gone["status"] == 404
+    assert refusals()[-1]["description"].startswith("No stream 00000000-")
 
 
 @pytest.mark.parametrize(
@@ -296,3 +297,34 @@ def test_iam_configures_a_stream_in_the_admin(client, iam, okta):
     assert answer.status_code == 302, answer.content.decode()[:2000]
     assert ReceiverStream.objects.get(pk=stream.pk).authorization_ok("Bearer from-the-admin")
     assert client.get("/admin/signals/receivedset/").status_code == 200
+
+
+def test_the_received_sets_list_costs_the_same_for_one_or_fifty(client, iam, okta):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    client.force_login(iam)
+    person = holder(okta["source"])
+
+    def add(n: int, start: int) -> None:
+        ReceivedSet.objects.bulk_create(
+            ReceivedSet(
+                stream=okta["stream"],
+                issuer="i",
+                jti=f"j{start + i}",
+                identity=person,
+                issued_at=timezone.now(),
+            )
+            for i in range(n)
+        )
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/admin/signals/receivedset/").status_code == 200
+        return len(captured)
+
+    add(1, 0)
+    one_row = count()
+    add(49, 1)
+    assert count() == one_row
