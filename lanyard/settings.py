@@ -340,6 +340,14 @@ LANYARD_SSF_JWKS_TTL = env.int("LANYARD_SSF_JWKS_TTL", default=3600)  # seconds 
 # At most one JWKS fetch per stream in this many seconds (an unknown kid refetches once, not per SET).
 LANYARD_SSF_JWKS_MIN_REFETCH = env.float("LANYARD_SSF_JWKS_MIN_REFETCH", default=30.0)
 LANYARD_SSF_JWKS_TIMEOUT = env.float("LANYARD_SSF_JWKS_TIMEOUT", default=5.0)
+# Poll delivery (RFC 8936): how often beat polls the poll streams, and how much per poll.
+LANYARD_SSF_POLL_SECONDS = env.int("LANYARD_SSF_POLL_SECONDS", default=10)
+LANYARD_SSF_POLL_MAX_EVENTS = env.int("LANYARD_SSF_POLL_MAX_EVENTS", default=100)
+LANYARD_SSF_POLL_MAX_ROUNDS = env.int("LANYARD_SSF_POLL_MAX_ROUNDS", default=20)
+CELERY_BEAT_SCHEDULE["ssf-poll"] = {
+    "task": "signals.poll_streams",
+    "schedule": timedelta(seconds=LANYARD_SSF_POLL_SECONDS),
+}
 
 LOGGING = {
     "version": 1,

@@ -22,10 +22,33 @@ class ReceiverStreamForm(forms.ModelForm):
         ),
     )
     clear_push_authorization = forms.BooleanField(required=False, label="Clear the push authorization")
+    poll_authorization = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Poll delivery: the Authorization header Lanyard sends to the transmitter (kept encrypted; "
+        "leave empty to keep the current one).",
+    )
 
     class Meta:
         model = ReceiverStream
-        fields = ["name", "source", "issuer", "jwks_url", "configuration_url", "audience", "enabled"]
+        fields = [
+            "name",
+            "source",
+            "issuer",
+            "jwks_url",
+            "configuration_url",
+            "audience",
+            "enabled",
+            "delivery",
+            "poll_url",
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("delivery") == ReceiverStream.Delivery.POLL and not data.get("poll_url"):
+            self.add_error("poll_url", "Poll delivery needs the transmitter's poll endpoint.")
+        return data
 
     def save(self, commit: bool = True) -> ReceiverStream:
         stream = super().save(commit=False)
@@ -33,6 +56,8 @@ class ReceiverStreamForm(forms.ModelForm):
             stream.set_authorization("")
         elif self.cleaned_data.get("push_authorization"):
             stream.set_authorization(self.cleaned_data["push_authorization"])
+        if self.cleaned_data.get("poll_authorization"):
+            stream.set_poll_authorization(self.cleaned_data["poll_authorization"])
         if commit:
             stream.save()
         return stream
@@ -41,8 +66,8 @@ class ReceiverStreamForm(forms.ModelForm):
 @admin.register(ReceiverStream)
 class ReceiverStreamAdmin(admin.ModelAdmin):
     form = ReceiverStreamForm
-    list_display = ("name", "source", "issuer", "audience", "enabled", "push_url")
-    list_filter = ("enabled", "source")
+    list_display = ("name", "source", "issuer", "audience", "delivery", "enabled", "push_url")
+    list_filter = ("enabled", "delivery", "source")
     readonly_fields = ("id", "push_url", "requires_authorization", "created_at")
     fields = (
         "id",
@@ -54,6 +79,9 @@ class ReceiverStreamAdmin(admin.ModelAdmin):
         "configuration_url",
         "audience",
         "enabled",
+        "delivery",
+        "poll_url",
+        "poll_authorization",
         "push_authorization",
         "clear_push_authorization",
         "requires_authorization",

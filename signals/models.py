@@ -18,11 +18,16 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from connectors import crypto
 from connectors.models import Identity, IdentitySource
 
 
 class ReceiverStream(models.Model):
     """An SSF stream Lanyard receives on: which transmitter, which keys, which audience."""
+
+    class Delivery(models.TextChoices):
+        PUSH = "push", "Push (RFC 8935): the transmitter posts SETs to Lanyard"
+        POLL = "poll", "Poll (RFC 8936): Lanyard fetches SETs from the transmitter"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, unique=True)
@@ -43,6 +48,12 @@ class ReceiverStream(models.Model):
         max_length=500, help_text="The aud the transmitter puts in SETs for Lanyard (the stream's audience)."
     )
     enabled = models.BooleanField(default=True)
+    delivery = models.CharField(max_length=8, choices=Delivery.choices, default=Delivery.PUSH)
+    poll_url = models.URLField(
+        max_length=500, blank=True, help_text="Poll delivery: the transmitter's endpoint_url for this stream."
+    )
+    # Poll delivery: the Authorization header value Lanyard sends to the transmitter, encrypted.
+    poll_authorization_encrypted = models.TextField(blank=True, editable=False)
     # SHA-256 (hex) of the Authorization header the transmitter sends with each push (the stream's
     # delivery.authorization_header); blank: none required. The secret itself is never stored.
     authorization_hash = models.CharField(max_length=64, blank=True, editable=False)
@@ -57,6 +68,17 @@ class ReceiverStream(models.Model):
     def set_authorization(self, header_value: str) -> None:
         """Require this Authorization header value on every push ("" to require none)."""
         self.authorization_hash = hashlib.sha256(header_value.encode()).hexdigest() if header_value else ""
+
+    def set_poll_authorization(self, header_value: str) -> None:
+        self.poll_authorization_encrypted = (
+            crypto.encrypt_json({"authorization": header_value}) if header_value else ""
+        )
+
+    @property
+    def poll_authorization(self) -> str:
+        if not self.poll_authorization_encrypted:
+            return ""
+        return crypto.decrypt_json(self.poll_authorization_encrypted).get("authorization", "")
 
     def authorization_ok(self, header_value: str | None) -> bool:
         if not self.authorization_hash:

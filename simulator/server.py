@@ -95,7 +95,7 @@ class Sim:
             except (ValueError, KeyError, TypeError) as exc:
                 return Resp(400, {"error": str(exc)})
         if prefix == "ssf":  # the simulated SSF transmitters (simulator/ssf.py)
-            return self.ssf.handle(method, sub, f"http://{host}")
+            return self.ssf.handle(method, sub, f"http://{host}", headers, body)
         mod = MODULES.get(prefix)
         if mod is None:
             return Resp(
@@ -414,6 +414,15 @@ class SimHandle:
         return self._call("POST", "/ssf/push", json={"provider": provider, "event": event, **options})[
             "results"
         ]
+
+    def ssf_poll_stream(self, provider: str, *, aud: str, authorization: str = "") -> str:
+        """Open the provider's poll stream (RFC 8936); return its poll endpoint."""
+        body = {"provider": provider, "poll": True, "aud": aud, "authorization": authorization}
+        return self._call("POST", "/ssf/streams", json=body)["poll_url"]
+
+    def ssf_poll_state(self, provider: str) -> dict:
+        """The poll stream's outstanding, acknowledged and refused (setErrs) jtis."""
+        return self._call("GET", "/ssf/streams", json={"provider": provider, "poll": True})
 
     def ssf_rotate(self, provider: str) -> str:
         return self._call("POST", "/ssf/rotate", json={"provider": provider})["kid"]

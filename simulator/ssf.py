@@ -55,6 +55,8 @@ class Transmitter:
     keys: list[tuple[str, Any]] = field(default_factory=list)  # (kid, private key); last is current
     streams: list[dict[str, str]] = field(default_factory=list)  # {"url", "aud", "authorization"}
     stray: Any = None  # a key nobody publishes ("wrong key")
+    # RFC 8936 poll delivery: one poll stream per transmitter, SETs outstanding until acknowledged.
+    poll: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.rotate()
@@ -85,6 +87,7 @@ class SsfTransmitters:
         with self._lock:
             for t in self.by_provider.values():
                 t.streams.clear()
+                t.poll = None
 
     @staticmethod
     def issuer(base: str, provider: str) -> str:
@@ -92,9 +95,11 @@ class SsfTransmitters:
 
     # --- provider endpoints
 
-    def handle(self, method: str, sub: str, base: str) -> Resp:
+    def handle(self, method: str, sub: str, base: str, headers: Any = None, body: bytes = b"") -> Resp:
         provider, _, rest = sub.strip("/").partition("/")
         t = self.by_provider.get(provider)
+        if t is not None and rest == "poll" and method == "POST":
+            return self._poll(t, headers, body)
         if t is None or method != "GET":
             return Resp(404, {"error": "unknown SSF transmitter; use /ssf/okta or /ssf/google"})
         iss = self.issuer(base, provider)
@@ -105,7 +110,7 @@ class SsfTransmitters:
                     "spec_version": "1_0",
                     "issuer": iss,
                     "jwks_uri": f"{iss}/jwks",
-                    "delivery_methods_supported": ["urn:ietf:rfc:8935"],
+                    "delivery_methods_supported": ["urn:ietf:rfc:8935", "urn:ietf:rfc:8936"],
                     "events_supported": [prefix + name for name, prefix in EVENTS.items()],
                     "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
                     "default_subjects": "ALL",
@@ -114,6 +119,29 @@ class SsfTransmitters:
         if rest == "jwks":
             return Resp(200, t.jwks())
         return Resp(404, {"error": f"unknown SSF endpoint /ssf/{sub.strip('/')}"})
+
+    def _poll(self, t: Transmitter, headers: Any, body: bytes) -> Resp:
+        """RFC 8936: take acknowledgements and errors, answer with outstanding SETs."""
+        stream = t.poll
+        if stream is None:
+            return Resp(404, {"err": "invalid_request", "description": "no poll stream"})
+        if stream["authorization"] and (headers or {}).get("authorization") != stream["authorization"]:
+            return Resp(401, {"err": "authentication_failed", "description": "bad Authorization"})
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return Resp(400, {"err": "invalid_request", "description": "malformed JSON"})
+        with self._lock:
+            for jti in req.get("ack") or []:
+                stream["outstanding"].pop(jti, None)
+                stream["acked"].append(jti)
+            for jti, err in (req.get("setErrs") or {}).items():
+                stream["outstanding"].pop(jti, None)
+                stream["errors"][jti] = err
+            limit = int(req.get("maxEvents", 100))
+            items = list(stream["outstanding"].items())
+            sets = dict(items[:limit])
+            return Resp(200, {"sets": sets, "moreAvailable": len(items) > limit})
 
     # --- control
 
@@ -125,6 +153,27 @@ class SsfTransmitters:
                 with self._lock:
                     t.streams.clear()
                 return Resp(200, {"streams": []})
+            if method == "POST" and data.get("poll"):
+                with self._lock:
+                    t.poll = {
+                        "aud": data["aud"],
+                        "authorization": data.get("authorization", ""),
+                        "outstanding": {},
+                        "acked": [],
+                        "errors": {},
+                    }
+                return Resp(200, {"poll_url": f"{self.issuer(base, provider)}/poll"})
+            if method == "GET" and data.get("poll"):
+                with self._lock:
+                    p = t.poll or {"outstanding": {}, "acked": [], "errors": {}}
+                    return Resp(
+                        200,
+                        {
+                            "outstanding": list(p["outstanding"]),
+                            "acked": list(p["acked"]),
+                            "errors": dict(p["errors"]),
+                        },
+                    )
             if method == "POST":
                 with self._lock:
                     t.streams.append(
@@ -190,6 +239,15 @@ class SsfTransmitters:
         t = self.by_provider[provider]
         aud = o.pop("aud", None)
         authorization = o.pop("authorization", None)
+        if o.pop("poll", False):  # queue for the poll stream instead of pushing
+            if t.poll is None:
+                raise ValueError(f"no poll stream for {provider}")
+            jti, token = self.build(
+                base, tenant, provider=provider, event=event, aud=aud or t.poll["aud"], **o
+            )
+            with self._lock:
+                t.poll["outstanding"][jti] = o.get("raw", token)
+            return [{"poll": True, "jti": jti, "status": None}]
         if "url" in o:
             targets = [{"url": o.pop("url"), "aud": aud or "", "authorization": authorization or ""}]
         else:
@@ -229,4 +287,6 @@ class SsfTransmitters:
         for provider, t in self.by_provider.items():
             if t.streams:
                 out += self.push(base, tenant, provider=provider, event=event, email=email)
+            if t.poll is not None:
+                out += self.push(base, tenant, provider=provider, event=event, email=email, poll=True)
         return out

@@ -291,11 +291,16 @@ def test_iam_configures_a_stream_in_the_admin(client, iam, okta):
         "configuration_url": stream.configuration_url,
         "audience": stream.audience,
         "enabled": "on",
+        "delivery": "push",
+        "poll_url": "",
         "push_authorization": "Bearer from-the-admin",
     }
     answer = client.post(f"/admin/signals/receiverstream/{stream.pk}/change/", form)
     assert answer.status_code == 302, answer.content.decode()[:2000]
     assert ReceiverStream.objects.get(pk=stream.pk).authorization_ok("Bearer from-the-admin")
+    refused = client.post(f"/admin/signals/receiverstream/{stream.pk}/change/", {**form, "delivery": "poll"})
+    assert refused.status_code == 200
+    assert "needs the transmitter&#x27;s poll endpoint" in refused.content.decode()
     assert client.get("/admin/signals/receivedset/").status_code == 200
 
 

@@ -1,0 +1,30 @@
+"""Celery: poll the streams that use poll delivery (beat, every LANYARD_SSF_POLL_SECONDS)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .models import ReceiverStream
+from .polling import PollError, poll_stream
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="signals.poll_streams", max_retries=0)
+def poll_streams() -> dict[str, int]:
+    """Poll every enabled poll-delivery stream once; a transmitter that fails is logged, not fatal."""
+    done = {"streams": 0, "received": 0, "failed": 0}
+    for stream in ReceiverStream.objects.select_related("source").filter(
+        enabled=True, delivery=ReceiverStream.Delivery.POLL
+    ):
+        try:
+            summary = poll_stream(stream)
+        except PollError as exc:
+            logger.warning("SSF: %s", exc)
+            done["failed"] += 1
+            continue
+        done["streams"] += 1
+        done["received"] += summary.received
+    return done
