@@ -16,6 +16,8 @@ from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -191,7 +193,11 @@ def _offboard(stream: ReceiverStream, identity: Identity, event_type: str, paylo
 
 def _identifier_changed(stream: ReceiverStream, identity: Identity, payload: dict) -> dict[str, Any]:
     new = payload.get("new-value")
-    if not isinstance(new, str) or "@" not in new or len(new) > 254:
+    try:
+        if not isinstance(new, str):
+            raise ValidationError("not a string")
+        validate_email(new)
+    except ValidationError:
         return {"email_changed": False, "why": "new-value is not an email address"}
     old = identity.email
     if old.lower() == new.lower():

@@ -333,3 +333,15 @@ def test_the_received_sets_list_costs_the_same_for_one_or_fifty(client, iam, okt
     one_row = count()
     add(49, 1)
     assert count() == one_row
+
+
+def test_identifier_changed_to_something_not_an_email_changes_nothing(sim, okta):
+    person = holder(okta["source"])
+    answer = push(sim, okta, "identifier-changed", email=person.email, payload={"new-value": "+1 555 0100"})
+    assert answer["status"] == 202
+    person.refresh_from_db()
+    assert "@" in person.email and not AuditEvent.objects.filter(action="identity.email_changed").exists()
+    assert (
+        ReceivedSet.objects.get(jti=answer["jti"]).summary["risc:identifier-changed"]["email_changed"]
+        is False
+    )
