@@ -52,6 +52,9 @@ class ConsentView(AuthorizationView):
             return refused
         return super().form_valid(form)
 
+    def form_invalid(self, form):
+        return self._refuse("The authorization request is incomplete; start again from your MCP client.")
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         endpoint = getattr(self, "endpoint", None)

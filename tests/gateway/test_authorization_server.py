@@ -14,6 +14,7 @@ import secrets
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.conf import settings
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from audit.models import AuditEvent
@@ -76,6 +77,7 @@ def full_flow(client, user, resource=RESOURCE):
     assert answer.status_code == 302, answer.content
     query = parse_qs(urlsplit(answer["Location"]).query)
     assert query["state"] == ["st-1"]
+    assert query["iss"] == [settings.LANYARD_BASE_URL]  # RFC 9207
     client.logout()
     token = client.post(
         "/oauth/token/",
@@ -109,6 +111,7 @@ def test_full_flow_issues_a_bound_short_lived_token_recorded_as_a_grant(client, 
     assert answer["refresh_token"]
     token = AccessToken.objects.get(application__client_id=client_id, user=employee)
     assert token.resource == [RESOURCE]
+    assert answer["access_token"] not in (token.token, token.token_checksum)  # stored hashed (RFC 9700 §4)
     grant = Grant.objects.get(connector=endpoint.connector)
     assert grant.kind == Grant.Kind.PORTAL_CREDENTIAL
     assert grant.source_id is None
@@ -270,3 +273,10 @@ def test_registration_authenticated_mode(client, settings, employee):
 def test_registration_bad_json_is_a_clear_400(client):
     answer = client.post("/oauth/register/", data="{not json", content_type="application/json")
     assert answer.status_code == 400
+
+
+def test_incomplete_consent_post_is_a_clear_400(client, employee):
+    client.force_login(employee)
+    answer = client.post("/oauth/authorize/", {})
+    assert answer.status_code == 400
+    assert "incomplete" in answer.content.decode()
