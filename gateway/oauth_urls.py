@@ -7,6 +7,7 @@ Only what the gateway needs is routed: authorize, token, revoke, introspect, reg
 from django.urls import path
 from oauth2_provider import views as dot
 
+from .introspection import GatewayIntrospectView
 from .views import ConsentView
 
 app_name = "oauth2_provider"
@@ -15,7 +16,7 @@ urlpatterns = [
     path("authorize/", ConsentView.as_view(), name="authorize"),
     path("token/", dot.TokenView.as_view(), name="token"),
     path("revoke_token/", dot.RevokeTokenView.as_view(), name="revoke-token"),
-    path("introspect/", dot.IntrospectTokenView.as_view(), name="introspect"),
+    path("introspect/", GatewayIntrospectView.as_view(), name="introspect"),
     path("register/", dot.DynamicClientRegistrationView.as_view(), name="dcr-register"),
     path(
         "register/<str:client_id>/",

@@ -357,7 +357,10 @@ OAUTH2_PROVIDER = {
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
-    "SCOPES": {"mcp": "Use the connector's tools, resources and prompts through the Lanyard gateway"},
+    "SCOPES": {
+        "mcp": "Use the connector's tools, resources and prompts through the Lanyard gateway",
+        "introspection": "Introspect gateway tokens (the gateway's own client only)",
+    },
     "DEFAULT_SCOPES": ["mcp"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
