@@ -1,8 +1,12 @@
 """Gateway endpoints: the upstream MCP server behind each connector, reachable at /mcp/<slug>."""
 
+from typing import Any
+
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from connectors import crypto
 
 
 class Endpoint(models.Model):
@@ -34,3 +38,15 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        """The upstream credential, e.g. ``{"headers": {"Authorization": "Bearer ..."}}``."""
+        return crypto.decrypt_json(self.credentials_encrypted) if self.credentials_encrypted else {}
+
+    def set_credentials(self, value: dict[str, Any]) -> None:
+        self.credentials_encrypted = crypto.encrypt_json(value)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_encrypted)
