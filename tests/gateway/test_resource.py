@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,8 +38,13 @@ APP = Starlette(
 
 def call(method, path, **kwargs):
     async def go():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://gw") as c:
-            return await c.request(method, path, **kwargs)
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://gw") as c:
+                return await c.request(method, path, **kwargs)
+        finally:
+            # The ORM ran in asgiref's executor thread: close its connection, or the test database
+            # cannot be dropped at teardown (PostgreSQL).
+            await sync_to_async(connections.close_all)()
 
     return asyncio.run(go())
 
