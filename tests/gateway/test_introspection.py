@@ -79,3 +79,15 @@ def test_status_is_two_queries(client, employee, endpoint, pdp, django_assert_nu
     _, answer = full_flow(client, employee)
     with django_assert_num_queries(2):
         assert token_status(answer["access_token"]).active
+
+
+def test_expired_token_is_inactive(client, employee, endpoint, pdp):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken
+
+    _, answer = full_flow(client, employee)
+    AccessToken.objects.filter(user=employee).update(expires=timezone.now() - timedelta(seconds=1))
+    status = token_status(answer["access_token"])
+    assert not status.active and "expired" in status.reason
