@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -46,7 +47,10 @@ def call(method, path, **kwargs):
             # cannot be dropped at teardown (PostgreSQL).
             await sync_to_async(connections.close_all)()
 
-    return asyncio.run(go())
+    # A loop of its own in a thread of its own: a session-wide Playwright browser keeps a loop running
+    # in the main thread, where asyncio.run refuses to start.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_metadata_per_endpoint(endpoint, settings):
