@@ -20,7 +20,7 @@ from django.db.models import Max
 
 from .chain import CHAIN_VERSION, GENESIS_HASH, HASHED_FIELDS, canonical, hash_prepared
 from .checkpoints import CheckpointRow, key_id, public_key, signature_valid
-from .models import AuditCheckpoint, AuditEvent
+from .models import AuditChainHead, AuditCheckpoint, AuditEvent, IngestKey
 
 _PREV = HASHED_FIELDS.index("prev_hash")
 _DATA = HASHED_FIELDS.index("data")
@@ -99,7 +99,10 @@ def _walk(
     expected: dict[int, tuple[str, int]],
     chunk_size: int,
 ) -> _Walk:
-    """Check events ``first``..``last`` (to the end when None) in order; stop at the first bad one."""
+    """Check events ``first``..``last`` (to the end when None) in order; stop at the first bad one.
+
+    ``expected`` pins hashes at sequences: {sequence: (hash, checkpoint id, or 0 for the head row)}.
+    """
     events = AuditEvent.objects.using(using).order_by("sequence")
     if first > 1:
         before = events.filter(sequence=first - 1).values_list("hash", flat=True).first()
@@ -145,8 +148,12 @@ def _walk(
             problem = Problem(sequence, "hash does not match the event's contents")
             break
         if sequence in expected and expected[sequence][0] != row[_HASH]:
+            signer = expected[sequence][1]
             problem = Problem(
-                sequence, f"checkpoint {expected[sequence][1]} signed another hash here (chain rewritten)"
+                sequence,
+                f"checkpoint {signer} signed another hash here (chain rewritten)"
+                if signer
+                else "the chain head names another hash here (tail rewritten)",
             )
             break
         prev_sequence, prev_hash = sequence, row[_HASH]
@@ -154,6 +161,54 @@ def _walk(
     if problem is None and last is not None and prev_sequence < last:
         problem = Problem(prev_sequence + 1, "missing")
     return _Walk(count, prev_sequence, prev_hash, problem)
+
+
+def _read_head(using: str) -> tuple[int, str] | None:
+    return AuditChainHead.objects.using(using).filter(pk=1).values_list("sequence", "hash").first()
+
+
+def _check_head(using: str, head: tuple[int, str] | None, walk: _Walk, result: VerifyResult) -> None:
+    """Cross-check the chain-head row and the rest of the database against where the walk ended.
+
+    Deleting the newest events (after the last checkpoint) leaves a contiguous, well-linked chain:
+    only the head row, which every writer moves forward in the transaction that appends, still
+    names the higher sequence. ``head`` was read before the walk, so every event up to it was
+    committed before the walk began and must have been seen (its hash is pinned like a
+    checkpoint's, see ``verify``); the head is read again after the walk, when it must have
+    reached the last event seen. An attacker may rewind the head too, or empty everything; then
+    other rows that only exist once events were recorded (an ingest key is created with an
+    event) still say so.
+    """
+    end = walk.last_sequence
+    if head is None:
+        if end > 0 and _read_head(using) is None:
+            result.problems.append(Problem(end, "the chain head row is missing although events exist"))
+        elif end == 0 and IngestKey.objects.using(using).exists():
+            result.problems.append(
+                Problem(1, "the trail is empty but an ingest key exists, and creating one records an event")
+            )
+        return
+    sequence, hash_ = head
+    if sequence > end:
+        result.problems.append(
+            Problem(
+                end + 1,
+                f"the chain head names sequence {sequence} but the chain ends at {end} "
+                "(events removed from the tail)",
+            )
+        )
+        return
+    after = _read_head(using)
+    if after is None or after[0] < end:
+        named = "no sequence" if after is None else f"sequence {after[0]}"
+        result.problems.append(
+            Problem(
+                (after[0] if after else 0) + 1,
+                f"the chain head names {named} but the chain ends at {end} (events added behind its back)",
+            )
+        )
+    elif sequence == 0 and hash_ != GENESIS_HASH:
+        result.problems.append(Problem(0, "the chain head names sequence 0 but not the genesis hash"))
 
 
 def _pg_rows(using: str, first: int, last: int | None, chunk_size: int) -> Iterator[tuple]:
@@ -204,6 +259,7 @@ def verify(
     result = VerifyResult()
     keys = {key_id(k): k for k in (public_keys or [public_key()])}
 
+    head = _read_head(using)  # before the walk: every event up to it is committed (see _check_head)
     rows = [
         CheckpointRow(*values)
         for values in AuditCheckpoint.objects.using(using)
@@ -214,29 +270,37 @@ def verify(
     expected = _check_checkpoints(rows, keys, result)
     if 0 in expected and expected[0][0] != GENESIS_HASH:
         result.problems.append(Problem(0, f"checkpoint {expected[0][1]}: empty chain with a head hash"))
+    signed = max(expected, default=0)
+    pinned = dict(expected)
+    if head is not None and head[0] > 0:
+        if head[0] in expected and expected[head[0]][0] != head[1]:
+            result.problems.append(
+                Problem(head[0], f"chain head and checkpoint {expected[head[0]][1]} name different hashes")
+            )
+        pinned.setdefault(head[0], (head[1], 0))
 
     top = AuditEvent.objects.using(using).aggregate(top=Max("sequence"))["top"] or 0
     if workers > 1 and top > workers * chunk_size:
         step = -(-top // workers)
-        parts = [(using, lo, min(lo + step - 1, top), expected, chunk_size) for lo in range(1, top + 1, step)]
+        parts = [(using, lo, min(lo + step - 1, top), pinned, chunk_size) for lo in range(1, top + 1, step)]
         connections.close_all()
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             walks = pool.map(_walk_in_child, parts)
     else:
-        walks = [_walk(using, 1, None, expected, chunk_size)]
+        walks = [_walk(using, 1, None, pinned, chunk_size)]
     result.events = sum(w.count for w in walks)
     problems = [w.problem for w in walks if w.problem is not None]
     result.problems.extend(problems)
     result.head_sequence = walks[-1].last_sequence if not problems else min(p.sequence for p in problems) - 1
-    if not problems and expected:
-        signed = max(expected)
-        if signed > result.head_sequence:
-            result.problems.append(
-                Problem(
-                    result.head_sequence + 1,
-                    f"chain ends at {result.head_sequence} but checkpoint {expected[signed][1]} "
-                    f"signed {signed} (events removed from the tail)",
-                )
+    if not problems and expected and signed > result.head_sequence:
+        result.problems.append(
+            Problem(
+                result.head_sequence + 1,
+                f"chain ends at {result.head_sequence} but checkpoint {expected[signed][1]} "
+                f"signed {signed} (events removed from the tail)",
             )
+        )
+    if not problems:
+        _check_head(using, head, walks[-1], result)
     result.seconds = time.perf_counter() - started
     return result
