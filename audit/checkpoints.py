@@ -150,11 +150,14 @@ def message(
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckpoint:
+def checkpoint_create(
+    *, unless_since: dt.datetime | None = None, unless_signed: bool = False
+) -> AuditCheckpoint:
     """Sign the current chain head, covering the previous checkpoint's signature; empty periods too.
 
     With ``unless_since``, return the latest checkpoint instead when one was made at or after it
-    (a beat task delivered twice in one period signs once).
+    (a beat task delivered twice in one period signs once). With ``unless_signed``, return it
+    when it already signs the current head (a burst of revocations signs once).
     """
     key = private_key()
     kid = key_id(key.public_key())
@@ -166,8 +169,10 @@ def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckp
                 return recent
         last = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
         sequence, head_hash = last if last else (0, GENESIS_HASH)
-        previous = AuditCheckpoint.objects.order_by("-id").values_list("signature", flat=True).first()
-        prev_signature = previous or ""
+        previous = AuditCheckpoint.objects.order_by("-id").first()
+        if unless_signed and previous is not None and previous.head_hash == head_hash:
+            return previous
+        prev_signature = previous.signature if previous else ""
         created_at = timezone.now()
         signature = key.sign(
             message(

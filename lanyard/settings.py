@@ -238,7 +238,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "attestation-schedule": {"task": "governance.attestation_schedule", "schedule": timedelta(hours=6)},
     "audit-checkpoint": {
         "task": "audit.checkpoint",
-        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
+        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)),
     },
     "audit-rollup-usage": {"task": "activity.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
@@ -292,7 +292,25 @@ LANYARD_ATTESTATION_POLICY = env.str("LANYARD_ATTESTATION_POLICY", default="flag
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
 LANYARD_AUDIT_SIGNING_KEY = env.str("LANYARD_AUDIT_SIGNING_KEY", default="")
 LANYARD_AUDIT_SIGNING_KEY_FILE = env.str("LANYARD_AUDIT_SIGNING_KEY_FILE", default="")
-LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)
+LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)
+# --- audit trail: checkpoints at once and the witness (audit helper "trail") ---
+# Events whose action starts with one of these get a checkpoint as soon as their transaction
+# commits (audit.services.checkpoint_soon), not only at the next period.
+LANYARD_AUDIT_CHECKPOINT_ACTIONS = env.list(
+    "LANYARD_AUDIT_CHECKPOINT_ACTIONS",
+    default=[
+        "grant.revoke",
+        "connector.revoked",
+        "connector.suspended",
+        "identity.offboarded",
+        "identity.deprovisioned",
+        "identity.suspended",
+        "ingest_key.",
+        "policy.",
+        "audit.",
+    ],
+)
+# --- end audit trail ---
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
