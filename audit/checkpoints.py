@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from .chain import GENESIS_HASH, encode_datetime, lock_head
 from .models import AuditCheckpoint, AuditEvent
+from .witness import configured_witness
 
 CHECKPOINT_VERSION = 1
 DEV_KEY_NAME = "audit-signing-key.pem"
@@ -183,7 +184,7 @@ def checkpoint_create(
                 key=kid,
             )
         )
-        return AuditCheckpoint.objects.create(
+        checkpoint = AuditCheckpoint.objects.create(
             created_at=created_at,
             sequence=sequence,
             head_hash=head_hash,
@@ -191,6 +192,12 @@ def checkpoint_create(
             signature=base64.b64encode(signature).decode("ascii"),
             key_id=kid,
         )
+        # Witnessed before it commits: a witness that cannot be written rolls the checkpoint back
+        # (WitnessError; the task retries), so no checkpoint exists that was not witnessed.
+        witness = configured_witness()
+        if witness is not None:
+            witness.write(checkpoint)
+        return checkpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,14 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from .checkpoints import checkpoint_create
+from .witness import WitnessError
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(
     name="audit.checkpoint",
-    autoretry_for=(OperationalError,),
+    autoretry_for=(OperationalError, WitnessError),
     retry_backoff=True,
     max_retries=5,
 )
@@ -30,7 +31,7 @@ def checkpoint() -> int:
 
 @shared_task(
     name="audit.checkpoint_now",
-    autoretry_for=(OperationalError,),
+    autoretry_for=(OperationalError, WitnessError),
     retry_backoff=True,
     max_retries=5,
 )

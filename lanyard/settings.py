@@ -310,6 +310,11 @@ LANYARD_AUDIT_CHECKPOINT_ACTIONS = env.list(
         "audit.",
     ],
 )
+# Where each signed checkpoint is also written, out of the database's reach (audit.witness):
+# "file" (JSON Lines, one O_APPEND file a day in LANYARD_AUDIT_WITNESS_DIR, default
+# $LANYARD_VAR_DIR/audit-witness), "s3" (an Object Lock bucket, see below) or "none".
+LANYARD_AUDIT_WITNESS = env.str("LANYARD_AUDIT_WITNESS", default="file")
+LANYARD_AUDIT_WITNESS_DIR = env.str("LANYARD_AUDIT_WITNESS_DIR", default="")
 # --- end audit trail ---
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
