@@ -243,7 +243,8 @@ def verify(
         by_id = {cp["id"]: cp for cp in checkpoints}
         witnessed = []
         for path in witness_paths:
-            files = sorted(path.glob("checkpoints-*.jsonl")) if path.is_dir() else [path]
+            # a file witness directory, or an object-store prefix downloaded (YYYY/MM/DD/*.jsonl)
+            files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
             for file in files:
                 witnessed += _read_checkpoints(file, keys, report, "witness")
         report.witnessed = len(witnessed)

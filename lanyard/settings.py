@@ -315,6 +315,12 @@ LANYARD_AUDIT_CHECKPOINT_ACTIONS = env.list(
 # $LANYARD_VAR_DIR/audit-witness), "s3" (an Object Lock bucket, see below) or "none".
 LANYARD_AUDIT_WITNESS = env.str("LANYARD_AUDIT_WITNESS", default="file")
 LANYARD_AUDIT_WITNESS_DIR = env.str("LANYARD_AUDIT_WITNESS_DIR", default="")
+# The s3 witness (audit/witness_s3.py): a bucket created with Object Lock; credentials from boto3's chain.
+LANYARD_AUDIT_WITNESS_S3_BUCKET = env.str("LANYARD_AUDIT_WITNESS_S3_BUCKET", default="")
+LANYARD_AUDIT_WITNESS_S3_PREFIX = env.str("LANYARD_AUDIT_WITNESS_S3_PREFIX", default="lanyard-audit/")
+LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS = env.int("LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS", default=400)
+LANYARD_AUDIT_WITNESS_S3_MODE = env.str("LANYARD_AUDIT_WITNESS_S3_MODE", default="COMPLIANCE")
+LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL = env.str("LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL", default="")
 # --- end audit trail ---
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)

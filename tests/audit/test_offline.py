@@ -20,6 +20,7 @@ from audit.chain import event_hash, values_of
 from audit.checkpoints import checkpoint_create, message, public_key_pem
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import record
+from audit.witness import record_line
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +272,17 @@ def test_unreadable_input_exits_2(tmp_path, bundle):
 
     assert run(tmp_path / "nowhere", key)[0] == 2
     assert run(directory, tmp_path / "missing.pem")[0] == 2
+
+
+def test_a_downloaded_object_store_witness_is_read_recursively(bundle, tmp_path):
+    directory, key = bundle
+    downloaded = tmp_path / "s3-copy"
+    for cp in AuditCheckpoint.objects.order_by("id"):
+        target = downloaded / f"{cp.created_at:%Y/%m/%d}" / f"{cp.id:012d}-{cp.sequence}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(record_line(cp))
+
+    code, out, err = run(directory, key, "--witness", str(downloaded))
+
+    assert code == 0, err
+    assert "2 witness records" in out
