@@ -246,3 +246,17 @@ def test_the_record_line_is_one_sorted_json_object(chain):
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert list(json.loads(line)) == sorted(json.loads(line))
     assert json.loads(line)["key_id"] == key_id()
+
+
+def test_a_deliberate_flush_sets_the_file_witness_aside(chain, settings, witness_dir, monkeypatch):
+    monkeypatch.delattr(mail, "outbox")  # outside the test environment, DEBUG on
+    settings.DEBUG = True
+    out = io.StringIO()
+
+    call_command("flush", interactive=False, verbosity=0, stdout=out)
+
+    assert not witness_dir.exists()
+    (aside,) = witness_dir.parent.glob("witness.wiped-*")
+    assert len(lines(aside)) == 2
+    assert "moved aside" in out.getvalue()
+    assert verify().ok
