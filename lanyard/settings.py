@@ -244,7 +244,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "attestation-schedule": {"task": "governance.attestation_schedule", "schedule": timedelta(hours=6)},
     "audit-checkpoint": {
         "task": "audit.checkpoint",
-        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
+        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)),
     },
     "audit-rollup-usage": {"task": "activity.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
@@ -303,7 +303,36 @@ LANYARD_ATTESTATION_SESSION_MINUTES = env.int("LANYARD_ATTESTATION_SESSION_MINUT
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
 LANYARD_AUDIT_SIGNING_KEY = env.str("LANYARD_AUDIT_SIGNING_KEY", default="")
 LANYARD_AUDIT_SIGNING_KEY_FILE = env.str("LANYARD_AUDIT_SIGNING_KEY_FILE", default="")
-LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)
+LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)
+# --- audit trail: checkpoints at once and the witness (audit helper "trail") ---
+# Events whose action starts with one of these get a checkpoint as soon as their transaction
+# commits (audit.services.checkpoint_soon), not only at the next period.
+LANYARD_AUDIT_CHECKPOINT_ACTIONS = env.list(
+    "LANYARD_AUDIT_CHECKPOINT_ACTIONS",
+    default=[
+        "grant.revoke",
+        "connector.revoked",
+        "connector.suspended",
+        "identity.offboarded",
+        "identity.deprovisioned",
+        "identity.suspended",
+        "ingest_key.",
+        "policy.",
+        "audit.",
+    ],
+)
+# Where each signed checkpoint is also written, out of the database's reach (audit.witness):
+# "file" (JSON Lines, one O_APPEND file a day in LANYARD_AUDIT_WITNESS_DIR, default
+# $LANYARD_VAR_DIR/audit-witness), "s3" (an Object Lock bucket, see below) or "none".
+LANYARD_AUDIT_WITNESS = env.str("LANYARD_AUDIT_WITNESS", default="file")
+LANYARD_AUDIT_WITNESS_DIR = env.str("LANYARD_AUDIT_WITNESS_DIR", default="")
+# The s3 witness (audit/witness_s3.py): a bucket created with Object Lock; credentials from boto3's chain.
+LANYARD_AUDIT_WITNESS_S3_BUCKET = env.str("LANYARD_AUDIT_WITNESS_S3_BUCKET", default="")
+LANYARD_AUDIT_WITNESS_S3_PREFIX = env.str("LANYARD_AUDIT_WITNESS_S3_PREFIX", default="lanyard-audit/")
+LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS = env.int("LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS", default=400)
+LANYARD_AUDIT_WITNESS_S3_MODE = env.str("LANYARD_AUDIT_WITNESS_S3_MODE", default="COMPLIANCE")
+LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL = env.str("LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL", default="")
+# --- end audit trail ---
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
