@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from .chain import GENESIS_HASH, encode_datetime, lock_head
 from .models import AuditCheckpoint, AuditEvent
+from .witness import configured_witness
 
 CHECKPOINT_VERSION = 1
 DEV_KEY_NAME = "audit-signing-key.pem"
@@ -150,11 +151,14 @@ def message(
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckpoint:
+def checkpoint_create(
+    *, unless_since: dt.datetime | None = None, unless_signed: bool = False
+) -> AuditCheckpoint:
     """Sign the current chain head, covering the previous checkpoint's signature; empty periods too.
 
     With ``unless_since``, return the latest checkpoint instead when one was made at or after it
-    (a beat task delivered twice in one period signs once).
+    (a beat task delivered twice in one period signs once). With ``unless_signed``, return it
+    when it already signs the current head (a burst of revocations signs once).
     """
     key = private_key()
     kid = key_id(key.public_key())
@@ -166,8 +170,10 @@ def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckp
                 return recent
         last = AuditEvent.objects.order_by("-sequence").values_list("sequence", "hash").first()
         sequence, head_hash = last if last else (0, GENESIS_HASH)
-        previous = AuditCheckpoint.objects.order_by("-id").values_list("signature", flat=True).first()
-        prev_signature = previous or ""
+        previous = AuditCheckpoint.objects.order_by("-id").first()
+        if unless_signed and previous is not None and previous.head_hash == head_hash:
+            return previous
+        prev_signature = previous.signature if previous else ""
         created_at = timezone.now()
         signature = key.sign(
             message(
@@ -178,7 +184,7 @@ def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckp
                 key=kid,
             )
         )
-        return AuditCheckpoint.objects.create(
+        checkpoint = AuditCheckpoint.objects.create(
             created_at=created_at,
             sequence=sequence,
             head_hash=head_hash,
@@ -186,6 +192,12 @@ def checkpoint_create(*, unless_since: dt.datetime | None = None) -> AuditCheckp
             signature=base64.b64encode(signature).decode("ascii"),
             key_id=kid,
         )
+        # Witnessed before it commits: a witness that cannot be written rolls the checkpoint back
+        # (WitnessError; the task retries), so no checkpoint exists that was not witnessed.
+        witness = configured_witness()
+        if witness is not None:
+            witness.write(checkpoint)
+        return checkpoint
 
 
 @dataclass(frozen=True, slots=True)

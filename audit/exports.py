@@ -453,3 +453,59 @@ def streaming_response(queryset: QuerySet[AuditEvent], fmt: str, *, scope: str) 
     response["Cache-Control"] = "no-store"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# --- the verifiable bundle (for ``python -m audit.offline``) --------------------------------------
+
+
+def chain_event(values: tuple, names: tuple[str, ...]) -> dict[str, Any]:
+    """Return one event as the offline verifier reads it: every hashed field by name, and its hash.
+
+    Times are ISO 8601 in UTC with microseconds (exact: the verifier turns them back into the
+    epoch microseconds the hash covers); ``data`` is the stored JSON as read back.
+    """
+    from .chain import encode_datetime
+
+    row = dict(zip(names, values, strict=True))
+    for name in ("occurred_at", "recorded_at"):
+        row[name] = encode_datetime(row[name])
+    return row
+
+
+def write_bundle(directory, *, using: str = "default") -> dict[str, int]:
+    """Write events.jsonl, checkpoints.jsonl and audit-public-key.pem into ``directory``.
+
+    The events are the whole chain in order, streamed; the checkpoints are the database's, in
+    the witness record format (``audit.witness.record_line``). Returns the counts written.
+    """
+    from pathlib import Path
+
+    from .chain import HASHED_FIELDS
+    from .checkpoints import key_id, public_key, public_key_pem
+    from .models import AuditCheckpoint
+    from .witness import record_line
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = (*HASHED_FIELDS, "hash")
+    dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+    events = 0
+    rows = (
+        AuditEvent.objects.using(using)
+        .order_by("sequence")
+        .values_list(*names)
+        .iterator(chunk_size=EXPORT_CHUNK_SIZE)
+    )
+    with (directory / "events.jsonl").open("w", encoding="ascii") as fh:
+        for values in rows:
+            fh.write(dumps(chain_event(values, names)) + "\n")
+            events += 1
+    checkpoints = 0
+    with (directory / "checkpoints.jsonl").open("wb") as fh:
+        for checkpoint in AuditCheckpoint.objects.using(using).order_by("id").iterator():
+            fh.write(record_line(checkpoint))
+            checkpoints += 1
+    key = public_key()
+    (directory / "audit-public-key.pem").write_text(public_key_pem(key))
+    (directory / "audit-public-key.id").write_text(key_id(key) + "\n")
+    return {"events": events, "checkpoints": checkpoints}

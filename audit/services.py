@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Q
@@ -33,6 +34,7 @@ __all__ = [
     "record",
     "record_batch",
     "record_prepared",
+    "checkpoint_soon",
     "event_template",
     "event_values",
 ]
@@ -224,7 +226,35 @@ def record(
         event = AuditEvent(**values)
         event.save()
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
+    if action.startswith(_checkpoint_actions()):
+        checkpoint_soon()
     return event
+
+
+def _checkpoint_actions() -> tuple[str, ...]:
+    return tuple(getattr(settings, "LANYARD_AUDIT_CHECKPOINT_ACTIONS", ()))
+
+
+def enqueue_checkpoint() -> None:
+    from .tasks import checkpoint_now  # tasks import the signing key code; only needed here
+
+    checkpoint_now.delay()
+
+
+def checkpoint_soon(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Sign a checkpoint as soon as the current transaction commits (once per transaction).
+
+    Called for security-relevant events (``LANYARD_AUDIT_CHECKPOINT_ACTIONS``: revocations,
+    suspensions, offboarding, key changes) so that what an insider could cut from the tail
+    unnoticed shrinks from a checkpoint period to the seconds before the task runs. A broker
+    failure is logged, never raised: the change has committed, and the beat signs it later.
+    """
+    connection = connections[using]
+    if connection.in_atomic_block and any(
+        func is enqueue_checkpoint for _, func, _ in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(enqueue_checkpoint, using=using, robust=True)
 
 
 def values_in(field_name: str, values: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> Q:
@@ -294,6 +324,9 @@ def record_batch(
             return 0
         _append(built, head)
         AuditChainHead.objects.filter(pk=1).update(sequence=head.sequence, hash=head.hash)
+    actions = _checkpoint_actions()
+    if actions and any(values["action"].startswith(actions) for values in built):
+        checkpoint_soon()
     return len(built)
 
 

@@ -20,12 +20,14 @@ from django.db.models import Max
 
 from .chain import CHAIN_VERSION, GENESIS_HASH, HASHED_FIELDS, canonical, hash_prepared
 from .checkpoints import CheckpointRow, key_id, public_key, signature_valid
-from .models import AuditCheckpoint, AuditEvent
+from .models import AuditChainHead, AuditCheckpoint, AuditEvent, IngestKey
+from .witness import Witness, WitnessError, WitnessRecord, configured_witness
 
 _PREV = HASHED_FIELDS.index("prev_hash")
 _DATA = HASHED_FIELDS.index("data")
 _TIMES = {"occurred_at", "recorded_at"}
 _HASH = len(HASHED_FIELDS)
+_CONFIGURED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class VerifyResult:
     events: int = 0
     checkpoints: int = 0
     head_sequence: int = 0
+    witnessed: int | None = None  # witness records compared (None: no witness)
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
 
@@ -60,9 +63,9 @@ class VerifyResult:
 
 def _check_checkpoints(
     rows: list[CheckpointRow], keys: dict[str, Ed25519PublicKey], result: VerifyResult
-) -> dict[int, tuple[str, int]]:
-    """Check signatures and the signature chain; return {sequence: (head_hash, checkpoint id)}."""
-    expected: dict[int, tuple[str, int]] = {}
+) -> dict[int, tuple[str, str]]:
+    """Check signatures and the signature chain; return {sequence: (head_hash, "checkpoint <id>")}."""
+    expected: dict[int, tuple[str, str]] = {}
     prev_signature, prev_sequence = "", 0
     for row in rows:
         if not signature_valid(row, keys):
@@ -79,9 +82,81 @@ def _check_checkpoints(
                 Problem(row.sequence, f"checkpoint {row.id}: sequence went back from {prev_sequence}")
             )
             return expected
-        expected.setdefault(row.sequence, (row.head_hash, row.id))
+        expected.setdefault(row.sequence, (row.head_hash, f"checkpoint {row.id}"))
         prev_signature, prev_sequence = row.signature, row.sequence
     return expected
+
+
+def _check_witness(
+    witness: Witness,
+    rows: list[CheckpointRow],
+    keys: dict[str, Ed25519PublicKey],
+    pinned: dict[int, tuple[str, str]],
+    result: VerifyResult,
+) -> int:
+    """Compare the witness with the database's checkpoints; pin what it witnessed; return its count.
+
+    - a witness record must carry a valid signature (a line appended by whoever can write there
+      but does not hold the signing key is a forgery);
+    - a checkpoint in both must be identical (a checkpoint rewritten in the database);
+    - every database checkpoint since the first witnessed one must be in the witness (they are
+      written before the checkpoint commits);
+    - each witnessed (sequence, head hash) is pinned on the chain: a tail cut or a rewrite of
+      events, checkpoints and head together no longer matches it. A witnessed checkpoint the
+      database lacks is not an error in itself (a commit that failed after the write), as long as
+      the chain still holds the hash it signed.
+    """
+    by_id = {row.id: row for row in rows}
+    seen: set[int] = set()
+    count = 0
+    for item in witness.records():
+        if isinstance(item, WitnessError):
+            result.problems.append(Problem(0, f"witness: {item}"))
+            continue
+        count += 1
+        record: WitnessRecord = item
+        as_row = CheckpointRow(
+            record.id,
+            record.created_at,
+            record.sequence,
+            record.head_hash,
+            record.prev_signature,
+            record.signature,
+            record.key_id,
+        )
+        if not signature_valid(as_row, keys):
+            reason = "signature does not verify" if record.key_id in keys else f"unknown key {record.key_id}"
+            result.problems.append(Problem(record.sequence, f"witness {record.where}: {reason} (forged)"))
+            continue
+        seen.add(record.id)
+        row = by_id.get(record.id)
+        if row is not None and row != as_row:
+            result.problems.append(
+                Problem(
+                    record.sequence,
+                    f"checkpoint {record.id} differs from the witness ({record.where}): "
+                    "rewritten in the database",
+                )
+            )
+        label = f"the witness's checkpoint {record.id} ({record.where})"
+        if record.sequence > 0:
+            known = pinned.get(record.sequence)
+            if known is not None and known[0] != record.head_hash:
+                result.problems.append(
+                    Problem(record.sequence, f"{label} and {known[1]} name different hashes")
+                )
+            else:
+                pinned.setdefault(record.sequence, (record.head_hash, label))
+    if seen:
+        first = min(seen)
+        for row in rows:
+            if row.id > first and row.id not in seen:
+                result.problems.append(
+                    Problem(
+                        row.sequence, f"checkpoint {row.id} is not in the witness (inserted in the database?)"
+                    )
+                )
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +171,13 @@ def _walk(
     using: str,
     first: int,
     last: int | None,
-    expected: dict[int, tuple[str, int]],
+    expected: dict[int, tuple[str, str]],
     chunk_size: int,
 ) -> _Walk:
-    """Check events ``first``..``last`` (to the end when None) in order; stop at the first bad one."""
+    """Check events ``first``..``last`` (to the end when None) in order; stop at the first bad one.
+
+    ``expected`` pins hashes at sequences: {sequence: (hash, what pins it, for the message)}.
+    """
     events = AuditEvent.objects.using(using).order_by("sequence")
     if first > 1:
         before = events.filter(sequence=first - 1).values_list("hash", flat=True).first()
@@ -145,15 +223,61 @@ def _walk(
             problem = Problem(sequence, "hash does not match the event's contents")
             break
         if sequence in expected and expected[sequence][0] != row[_HASH]:
-            problem = Problem(
-                sequence, f"checkpoint {expected[sequence][1]} signed another hash here (chain rewritten)"
-            )
+            problem = Problem(sequence, f"{expected[sequence][1]} names another hash here (chain rewritten)")
             break
         prev_sequence, prev_hash = sequence, row[_HASH]
         count += 1
     if problem is None and last is not None and prev_sequence < last:
         problem = Problem(prev_sequence + 1, "missing")
     return _Walk(count, prev_sequence, prev_hash, problem)
+
+
+def _read_head(using: str) -> tuple[int, str] | None:
+    return AuditChainHead.objects.using(using).filter(pk=1).values_list("sequence", "hash").first()
+
+
+def _check_head(using: str, head: tuple[int, str] | None, walk: _Walk, result: VerifyResult) -> None:
+    """Cross-check the chain-head row and the rest of the database against where the walk ended.
+
+    Deleting the newest events (after the last checkpoint) leaves a contiguous, well-linked chain:
+    only the head row, which every writer moves forward in the transaction that appends, still
+    names the higher sequence. ``head`` was read before the walk, so every event up to it was
+    committed before the walk began and must have been seen (its hash is pinned like a
+    checkpoint's, see ``verify``); the head is read again after the walk, when it must have
+    reached the last event seen. An attacker may rewind the head too, or empty everything; then
+    other rows that only exist once events were recorded (an ingest key is created with an
+    event) still say so.
+    """
+    end = walk.last_sequence
+    if head is None:
+        if end > 0 and _read_head(using) is None:
+            result.problems.append(Problem(end, "the chain head row is missing although events exist"))
+        elif end == 0 and IngestKey.objects.using(using).exists():
+            result.problems.append(
+                Problem(1, "the trail is empty but an ingest key exists, and creating one records an event")
+            )
+        return
+    sequence, hash_ = head
+    if sequence > end:
+        result.problems.append(
+            Problem(
+                end + 1,
+                f"the chain head names sequence {sequence} but the chain ends at {end} "
+                "(events removed from the tail)",
+            )
+        )
+        return
+    after = _read_head(using)
+    if after is None or after[0] < end:
+        named = "no sequence" if after is None else f"sequence {after[0]}"
+        result.problems.append(
+            Problem(
+                (after[0] if after else 0) + 1,
+                f"the chain head names {named} but the chain ends at {end} (events added behind its back)",
+            )
+        )
+    elif sequence == 0 and hash_ != GENESIS_HASH:
+        result.problems.append(Problem(0, "the chain head names sequence 0 but not the genesis hash"))
 
 
 def _pg_rows(using: str, first: int, last: int | None, chunk_size: int) -> Iterator[tuple]:
@@ -194,16 +318,23 @@ def verify(
     chunk_size: int = 10_000,
     public_keys: list[Ed25519PublicKey] | None = None,
     workers: int = 1,
+    witness: Witness | None | object = _CONFIGURED,
 ) -> VerifyResult:
     """Walk the chain and the checkpoints; return what was checked and the problems found.
+
+    ``witness`` (by default the configured one, see ``audit.witness``; None for none) is compared
+    with the database's checkpoints, and the hashes it witnessed are pinned on the chain.
 
     With ``workers`` > 1 the sequence range is split between processes, each recomputing its
     part's hashes; every part also checks its first event's link to the part before it.
     """
     started = time.perf_counter()
     result = VerifyResult()
+    if witness is _CONFIGURED:
+        witness = configured_witness()
     keys = {key_id(k): k for k in (public_keys or [public_key()])}
 
+    head = _read_head(using)  # before the walk: every event up to it is committed (see _check_head)
     rows = [
         CheckpointRow(*values)
         for values in AuditCheckpoint.objects.using(using)
@@ -213,30 +344,40 @@ def verify(
     result.checkpoints = len(rows)
     expected = _check_checkpoints(rows, keys, result)
     if 0 in expected and expected[0][0] != GENESIS_HASH:
-        result.problems.append(Problem(0, f"checkpoint {expected[0][1]}: empty chain with a head hash"))
+        result.problems.append(Problem(0, f"{expected[0][1]}: empty chain with a head hash"))
+    pinned = dict(expected)
+    if witness is not None:
+        result.witnessed = _check_witness(witness, rows, keys, pinned, result)
+    signed = max(pinned, default=0)
+    if head is not None and head[0] > 0:
+        if head[0] in pinned and pinned[head[0]][0] != head[1]:
+            result.problems.append(
+                Problem(head[0], f"the chain head and {pinned[head[0]][1]} name different hashes")
+            )
+        pinned.setdefault(head[0], (head[1], "the chain head"))
 
     top = AuditEvent.objects.using(using).aggregate(top=Max("sequence"))["top"] or 0
     if workers > 1 and top > workers * chunk_size:
         step = -(-top // workers)
-        parts = [(using, lo, min(lo + step - 1, top), expected, chunk_size) for lo in range(1, top + 1, step)]
+        parts = [(using, lo, min(lo + step - 1, top), pinned, chunk_size) for lo in range(1, top + 1, step)]
         connections.close_all()
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             walks = pool.map(_walk_in_child, parts)
     else:
-        walks = [_walk(using, 1, None, expected, chunk_size)]
+        walks = [_walk(using, 1, None, pinned, chunk_size)]
     result.events = sum(w.count for w in walks)
     problems = [w.problem for w in walks if w.problem is not None]
     result.problems.extend(problems)
     result.head_sequence = walks[-1].last_sequence if not problems else min(p.sequence for p in problems) - 1
-    if not problems and expected:
-        signed = max(expected)
-        if signed > result.head_sequence:
-            result.problems.append(
-                Problem(
-                    result.head_sequence + 1,
-                    f"chain ends at {result.head_sequence} but checkpoint {expected[signed][1]} "
-                    f"signed {signed} (events removed from the tail)",
-                )
+    if not problems and signed > result.head_sequence:
+        result.problems.append(
+            Problem(
+                result.head_sequence + 1,
+                f"chain ends at {result.head_sequence} but {pinned[signed][1]} "
+                f"signed {signed} (events removed from the tail)",
             )
+        )
+    if not problems:
+        _check_head(using, head, walks[-1], result)
     result.seconds = time.perf_counter() - started
     return result

@@ -167,6 +167,7 @@ def grant_revoke(*, grant: Grant, actor: Any, reason: str, confirm_tenant_wide: 
                 target=grant,
                 data={"reason": reason, "at_idp": False},
             )
+            signals.grants_ended.send(sender=Grant, grant_ids=[grant.pk])
             return grant
         grant.check_transition(Grant.Status.REVOKING)
         tenant_wide = grant.consent_type == Grant.ConsentType.ALL_PRINCIPALS
@@ -278,6 +279,9 @@ def grant_revoke_many(
                     ],
                 )
                 audit.record_batch(events)
+                local = [g.pk for g in changed if g.source_id is None]
+                if local:
+                    signals.grants_ended.send(sender=Grant, grant_ids=local)
             if to_idp:
                 transaction.on_commit(lambda pks=to_idp: _enqueue_revocations(pks))
     return RevokeSummary(revoking=revoking, revoked=revoked, skipped_tenant_wide=skipped)
@@ -392,6 +396,8 @@ def grant_expire_many(*, grants_qs: QuerySet[Grant], now: datetime | None = None
                 }
                 for g in rows
             )
+            if rows:
+                signals.grants_ended.send(sender=Grant, grant_ids=[g.pk for g in rows])
             count += len(rows)
     return count
 

@@ -22,3 +22,8 @@ stale_check_starting = Signal()
 # so the apps above move what they hang on the merged connector (requests, transfers) in the same
 # transaction as the merge and its audit event.
 connector_merged = Signal()
+
+# Sent synchronously inside the transaction that marks grants revoked or expired in Lanyard itself
+# (no IdP call: portal credentials, gateway tokens), with grant_ids: list[int], so that the apps above
+# revoke what hangs on them (the gateway's OAuth tokens) in the same transaction.
+grants_ended = Signal()

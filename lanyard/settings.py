@@ -245,7 +245,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "attestation-schedule": {"task": "governance.attestation_schedule", "schedule": timedelta(hours=6)},
     "audit-checkpoint": {
         "task": "audit.checkpoint",
-        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)),
+        "schedule": timedelta(minutes=env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)),
     },
     "audit-rollup-usage": {"task": "activity.rollup_usage", "schedule": timedelta(minutes=1)},
     "connectors-sync-due-sources": {"task": "connectors.sync_due_sources", "schedule": timedelta(minutes=1)},
@@ -304,7 +304,36 @@ LANYARD_ATTESTATION_SESSION_MINUTES = env.int("LANYARD_ATTESTATION_SESSION_MINUT
 # private key, or a file holding either); DEBUG generates one under var/ when neither is set.
 LANYARD_AUDIT_SIGNING_KEY = env.str("LANYARD_AUDIT_SIGNING_KEY", default="")
 LANYARD_AUDIT_SIGNING_KEY_FILE = env.str("LANYARD_AUDIT_SIGNING_KEY_FILE", default="")
-LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=60)
+LANYARD_AUDIT_CHECKPOINT_MINUTES = env.int("LANYARD_AUDIT_CHECKPOINT_MINUTES", default=5)
+# --- audit trail: checkpoints at once and the witness (audit helper "trail") ---
+# Events whose action starts with one of these get a checkpoint as soon as their transaction
+# commits (audit.services.checkpoint_soon), not only at the next period.
+LANYARD_AUDIT_CHECKPOINT_ACTIONS = env.list(
+    "LANYARD_AUDIT_CHECKPOINT_ACTIONS",
+    default=[
+        "grant.revoke",
+        "connector.revoked",
+        "connector.suspended",
+        "identity.offboarded",
+        "identity.deprovisioned",
+        "identity.suspended",
+        "ingest_key.",
+        "policy.",
+        "audit.",
+    ],
+)
+# Where each signed checkpoint is also written, out of the database's reach (audit.witness):
+# "file" (JSON Lines, one O_APPEND file a day in LANYARD_AUDIT_WITNESS_DIR, default
+# $LANYARD_VAR_DIR/audit-witness), "s3" (an Object Lock bucket, see below) or "none".
+LANYARD_AUDIT_WITNESS = env.str("LANYARD_AUDIT_WITNESS", default="file")
+LANYARD_AUDIT_WITNESS_DIR = env.str("LANYARD_AUDIT_WITNESS_DIR", default="")
+# The s3 witness (audit/witness_s3.py): a bucket created with Object Lock; credentials from boto3's chain.
+LANYARD_AUDIT_WITNESS_S3_BUCKET = env.str("LANYARD_AUDIT_WITNESS_S3_BUCKET", default="")
+LANYARD_AUDIT_WITNESS_S3_PREFIX = env.str("LANYARD_AUDIT_WITNESS_S3_PREFIX", default="lanyard-audit/")
+LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS = env.int("LANYARD_AUDIT_WITNESS_S3_RETENTION_DAYS", default=400)
+LANYARD_AUDIT_WITNESS_S3_MODE = env.str("LANYARD_AUDIT_WITNESS_S3_MODE", default="COMPLIANCE")
+LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL = env.str("LANYARD_AUDIT_WITNESS_S3_ENDPOINT_URL", default="")
+# --- end audit trail ---
 # Ingest API limits per request.
 LANYARD_INGEST_MAX_EVENTS = env.int("LANYARD_INGEST_MAX_EVENTS", default=1000)
 LANYARD_INGEST_MAX_BYTES = env.int("LANYARD_INGEST_MAX_BYTES", default=5 * 1024 * 1024)
@@ -357,3 +386,52 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- gateway: the managed MCP gateway and its OAuth authorization server (django-oauth-toolkit) ---
+INSTALLED_APPS += ["oauth2_provider", "gateway"]
+LANYARD_GATEWAY_PORT = env.int("LANYARD_GATEWAY_PORT", default=8901)
+# The gateway's public base URL: each connector endpoint is <this>/mcp/<slug>, the RFC 8707 resource.
+LANYARD_GATEWAY_URL = env.str("LANYARD_GATEWAY_URL", default=f"http://127.0.0.1:{LANYARD_GATEWAY_PORT}")
+# The AuthZEN PDP the consent page and the gateway ask (Lanyard itself unless deployed apart).
+LANYARD_PDP_URL = env.str("LANYARD_PDP_URL", default=LANYARD_BASE_URL)
+LANYARD_PDP_KEY = env.str("LANYARD_PDP_KEY", default="")
+LANYARD_PDP_TIMEOUT = env.float("LANYARD_PDP_TIMEOUT", default=2.0)
+# Dynamic client registration (RFC 7591): open | authenticated | off, and the redirect targets allowed
+# besides loopback (https hosts, custom schemes such as vscode or cursor).
+LANYARD_GATEWAY_DCR = env.str("LANYARD_GATEWAY_DCR", default="open")
+LANYARD_GATEWAY_DCR_REDIRECT_HOSTS = env.list(
+    "LANYARD_GATEWAY_DCR_REDIRECT_HOSTS", default=["claude.ai", "vscode.dev", "insiders.vscode.dev"]
+)
+LANYARD_GATEWAY_DCR_REDIRECT_SCHEMES = env.list(
+    "LANYARD_GATEWAY_DCR_REDIRECT_SCHEMES", default=["vscode", "cursor"]
+)
+OAUTH2_PROVIDER = {
+    "OIDC_ISS_ENDPOINT": LANYARD_BASE_URL,
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # S256 only
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,  # bearer in the header only
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,  # RFC 9207 iss on the redirect
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,  # tokens stored hashed, never in plaintext
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("LANYARD_GATEWAY_TOKEN_SECONDS", default=600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env.int("LANYARD_GATEWAY_REFRESH_SECONDS", default=30 * 24 * 3600),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "SCOPES": {
+        "mcp": "Use the connector's tools, resources and prompts through the Lanyard gateway",
+        "introspection": "Introspect gateway tokens (the gateway's own client only)",
+    },
+    "DEFAULT_SCOPES": ["mcp"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_post", "client_secret_basic"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", *LANYARD_GATEWAY_DCR_REDIRECT_SCHEMES],
+    "ALLOW_LOCALHOST_LOOPBACK": True,  # RFC 8252: native clients listen on any loopback port
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("gateway.registration.IamRegistrationPermission",),
+}
+# http redirect URIs stay allowed for loopback only (RFC 8252 §7.3, native MCP clients); registration
+# refuses any other http host (gateway.registration), so DOT's blanket warning is silenced.
+SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "oauth2_provider.W008"]

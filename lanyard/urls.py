@@ -1,6 +1,7 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
+from oauth2_provider.views import OAuthServerMetadataView
 
 from governance import views
 
@@ -23,6 +24,13 @@ urlpatterns = [
     path("api/v1/", include("activity.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    # gateway: the OAuth authorization server (RFC 8414 metadata at the root, endpoints under /oauth/)
+    path(
+        ".well-known/oauth-authorization-server",
+        OAuthServerMetadataView.as_view(),
+        name="oauth-authorization-server",
+    ),
+    path("oauth/", include("gateway.oauth_urls")),
     # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
     path("ssf/", include("signals.urls")),
 ]

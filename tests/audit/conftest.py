@@ -26,6 +26,14 @@ def signing_key(settings):
 
 
 @pytest.fixture(autouse=True)
+def witness_dir(settings, tmp_path):
+    """Each test's own file witness (the embedded default backend), as production has one."""
+    settings.LANYARD_AUDIT_WITNESS = "file"
+    settings.LANYARD_AUDIT_WITNESS_DIR = str(tmp_path / "witness")
+    return tmp_path / "witness"
+
+
+@pytest.fixture(autouse=True)
 def clean_cache(settings):
     """A private in-memory cache: the default file cache under var/ is shared by concurrent test runs."""
     settings.CACHES = {

@@ -96,7 +96,7 @@ def test_flush_between_transactional_tests_empties_the_audit_tables_and_keeps_th
     assert AuditCheckpoint.objects.count() == 0
     first = record("test.after_flush")
     assert first.sequence == 1
-    assert verify().ok
+    assert verify(witness=None).ok  # the witness rightly still remembers the wiped trail
     with pytest.raises(DatabaseError, match="append-only"):
         _raw("DELETE FROM audit_auditevent")
 

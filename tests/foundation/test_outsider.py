@@ -17,6 +17,8 @@ pytestmark = pytest.mark.django_db
 
 # Pages every logged-in person may open: their own account and security settings, and logging out.
 PUBLIC_PREFIXES = ("/accounts/", "/static/", "/api/v1/openapi", "/admin/logout/")
+# gateway: OAuth protocol endpoints answer any client by design (tests/gateway covers their refusals).
+PUBLIC_PREFIXES += ("/oauth/", "/.well-known/oauth-authorization-server")
 REFUSED = {401, 403, 404}
 
 

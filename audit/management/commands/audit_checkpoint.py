@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.checkpoints import SigningKeyError, checkpoint_create
+from audit.witness import WitnessError
 
 
 class Command(BaseCommand):
@@ -13,7 +14,7 @@ class Command(BaseCommand):
     def handle(self, **options) -> None:
         try:
             checkpoint = checkpoint_create()
-        except SigningKeyError as exc:
+        except (SigningKeyError, WitnessError) as exc:
             raise CommandError(str(exc))
         self.stdout.write(
             f"checkpoint {checkpoint.pk} signed sequence {checkpoint.sequence} "

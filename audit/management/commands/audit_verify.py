@@ -10,6 +10,7 @@ from django.db import connections
 
 from audit.checkpoints import SigningKeyError, load_public_key, public_key
 from audit.verify import verify
+from audit.witness import FileWitness, WitnessError, configured_witness
 
 
 class Command(BaseCommand):
@@ -30,6 +31,14 @@ class Command(BaseCommand):
             default=None,
             help="Processes sharing the walk (default: the CPU count on PostgreSQL, 1 on SQLite).",
         )
+        parser.add_argument(
+            "--witness-dir",
+            metavar="DIR",
+            help="Compare with the file witness in DIR instead of the configured witness.",
+        )
+        parser.add_argument(
+            "--no-witness", action="store_true", help="Check the database alone (no witness comparison)."
+        )
         parser.add_argument("--database", default="default")
 
     def handle(self, **options) -> None:
@@ -41,11 +50,27 @@ class Command(BaseCommand):
         if workers is None:
             vendor = connections[options["database"]].vendor
             workers = min(os.cpu_count() or 1, 8) if vendor == "postgresql" else 1
-        result = verify(
-            using=options["database"], chunk_size=options["chunk_size"], public_keys=keys, workers=workers
+        try:
+            if options["no_witness"]:
+                witness = None
+            elif options["witness_dir"]:
+                witness = FileWitness(options["witness_dir"])
+            else:
+                witness = configured_witness()
+            result = verify(
+                using=options["database"],
+                chunk_size=options["chunk_size"],
+                public_keys=keys,
+                workers=workers,
+                witness=witness,
+            )
+        except WitnessError as exc:
+            raise CommandError(f"cannot read the witness: {exc}")
+        witnessed = (
+            "no witness" if result.witnessed is None else f"{result.witnessed} witness records compared"
         )
         self.stdout.write(
-            f"{result.events} events, {result.checkpoints} checkpoints checked in "
+            f"{result.events} events, {result.checkpoints} checkpoints checked, {witnessed}, in "
             f"{result.seconds:.2f}s ({result.rate:,.0f} events/s)"
         )
         problem = result.first_problem

@@ -13,9 +13,11 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
 from django.db import transaction
+from django.utils import timezone
 
 from audit.chain import maintenance
 from audit.checkpoints import in_test_environment
+from audit.witness import FileWitness, configured_witness
 
 
 class Command(flush.Command):
@@ -35,3 +37,19 @@ class Command(flush.Command):
         database = options["database"]
         with transaction.atomic(using=database), maintenance(using=database):
             super().handle(**options)
+        if not in_test_environment():
+            self._set_witness_aside()
+
+    def _set_witness_aside(self) -> None:
+        """Move the file witness aside: it remembers the wiped trail, and the new chain starts afresh.
+
+        Kept, not deleted (the evidence of what was wiped stays on disk); an object-store witness
+        cannot be cleared at all, and ``audit_verify`` will report the wipe against it.
+        """
+        witness = configured_witness()
+        if isinstance(witness, FileWitness) and witness.directory.is_dir():
+            aside = witness.directory.with_name(
+                f"{witness.directory.name}.wiped-{timezone.now():%Y%m%dT%H%M%S}"
+            )
+            witness.directory.rename(aside)
+            self.stdout.write(f"audit witness moved aside to {aside}")
