@@ -26,3 +26,9 @@ class GovernanceConfig(AppConfig):
         from .merging import on_connector_merged
 
         connector_merged.connect(on_connector_merged, dispatch_uid="governance.connector_merged")
+
+        from telemetry import health
+
+        from .health import PendingEmail
+
+        health.register(PendingEmail)

@@ -3,8 +3,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 from governance import views
+from telemetry.web import GroupHealthView, LivenessView, metrics_view
 
-from . import openapi
+from . import openapi, ops
 
 admin.site.site_header = "Lanyard administration"
 admin.site.site_title = "Lanyard"
@@ -23,4 +24,9 @@ urlpatterns = [
     path("api/v1/", include("activity.api_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    # Operations (issue 17): probes for load balancers, the IAM health page, Prometheus.
+    path("health/live", LivenessView.as_view(), name="health-live"),
+    path("health/ready", GroupHealthView.as_view(), name="health-ready"),
+    path("ops/health/", ops.OperationsHealthView.as_view(), name="ops-health"),
+    path("metrics", metrics_view, name="metrics"),
 ]

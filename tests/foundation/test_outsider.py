@@ -17,6 +17,8 @@ pytestmark = pytest.mark.django_db
 
 # Pages every logged-in person may open: their own account and security settings, and logging out.
 PUBLIC_PREFIXES = ("/accounts/", "/static/", "/api/v1/openapi", "/admin/logout/")
+# Load balancers' probes answer anyone, with no detail (tests/ops/test_health.py).
+PUBLIC_PREFIXES += ("/health/live", "/health/ready")
 REFUSED = {401, 403, 404}
 
 
