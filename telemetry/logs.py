@@ -21,7 +21,10 @@ REDACTED = "[redacted]"
 def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Drop query strings from request lines and mask fields whose names say they hold a secret."""
     for key, value in list(event.items()):
-        if key in ("request", "path", "url") and isinstance(value, str) and "?" in value:
+        if hasattr(value, "get_full_path") and hasattr(value, "method"):
+            # Django's loggers pass the request object itself; its repr holds the query string.
+            event[key] = f"{value.method} {value.path}"
+        elif key in ("request", "path", "url") and isinstance(value, str) and "?" in value:
             event[key] = value.split("?", 1)[0] + "?" + REDACTED
         elif key not in ("event", "request_id", "task_id", "correlation_id") and _SECRET_KEY.search(key):
             event[key] = REDACTED

@@ -99,9 +99,20 @@ def sync_source(source: IdentitySource, *, now: datetime | None = None) -> SyncR
             adapter.close()
     try:
         run = _finish(source, run, state, error)
+        seconds = time.perf_counter() - clock
+        logger.info(
+            "sync %s in %.1f s: %s seen, %s new, %s changed, %s vanished, %s shadow",
+            run.outcome,
+            seconds,
+            run.seen,
+            run.new,
+            run.changed,
+            run.vanished,
+            run.shadow,
+        )
     finally:
         structlog.contextvars.unbind_contextvars("sync_run_id", "source")
-    _observe(source, run, time.perf_counter() - clock)
+    _observe(source, run, seconds)
     return run
 
 
