@@ -358,7 +358,19 @@ CELERY_REDBEAT_REDIS_URL = env.str("CELERY_REDBEAT_REDIS_URL", default="") or (
 )
 CELERY_REDBEAT_KEY_PREFIX = env.str("CELERY_REDBEAT_KEY_PREFIX", default="lanyard:redbeat:")
 CELERY_REDBEAT_LOCK_TIMEOUT = env.int("CELERY_REDBEAT_LOCK_TIMEOUT", default=60)
+CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
+CELERY_REDBEAT_REDIS_USE_SSL = CELERY_REDBEAT_REDIS_URL.startswith("rediss://")
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("CELERY_BEAT_MAX_LOOP_INTERVAL", default=5)
+# acks_late (above): a task is acknowledged after it ran, so a worker killed mid-task (SIGKILL, OOM,
+# power) leaves it unacknowledged and Redis hands it to another worker once this many seconds pass.
+# It must exceed the longest task (CELERY_TASK_TIME_LIMIT) and the longest retry countdown.
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        visibility_timeout=env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        # Each worker looks for such orphaned messages this often (one cheap Redis scan each time).
+        unacked_restore_interval=env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        unacked_restore_throttle=1,
+    )
 LANYARD_HEARTBEAT_SECONDS = env.int("LANYARD_HEARTBEAT_SECONDS", default=60)
 
 # /metrics: a scraper sends `Authorization: Bearer <token>` or comes from an allowed network.
