@@ -19,7 +19,6 @@ redis://127.0.0.1:6379/14: flushed before and after).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -180,7 +179,8 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
             "shell",
             "-c",
             "from audit.services import ingest_key_create; from governance.models import User;"
-            "print(ingest_key_create(name='smoke gateway', actor=User.objects.get(email='iam@lanyard.demo'))[1])",
+            "iam = User.objects.get(email='iam@lanyard.demo');"
+            "print(ingest_key_create(name='smoke gateway', actor=iam)[1])",
         )
         .strip()
         .splitlines()[-1]
@@ -223,7 +223,8 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
     os.killpg(sim.pid, signal.SIGTERM)
     sim.wait(10)
     say(
-        f"PASS: the production recipe ran the journey and stopped cleanly in {time.monotonic() - STARTED:.0f} s"
+        "PASS: the production recipe ran the journey and stopped cleanly "
+        f"in {time.monotonic() - STARTED:.0f} s"
     )
 
 
