@@ -19,6 +19,7 @@ redis://127.0.0.1:6379/14: flushed before and after).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -220,6 +221,25 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
     for needle in ("Handling signal: term", "beat: Releasing lock"):
         if needle not in text:
             fail(f"no '{needle}' in the processes' log on shutdown")
+    # Correlation: the revoke worker's lines carry the task id and the id of the web request that
+    # queued the task; the sync worker's carry the sync run id.
+    correlated = {"revoke": False, "sync": False}
+    for line in text.splitlines():
+        name, _, payload = line.partition("| ")
+        if not payload.startswith("{"):
+            continue
+        try:
+            record = json.loads(payload)
+        except ValueError:
+            continue
+        if "worker-revoke" in name and record.get("task_id") and record.get("request_id"):
+            correlated["revoke"] = True
+        if "worker-sync" in name and record.get("sync_run_id") and record.get("task_id"):
+            correlated["sync"] = True
+    if not all(correlated.values()):
+        fail(f"worker log lines lack correlation ids: {correlated}")
+    if metrics_token in text or raw_key in text:
+        fail("a credential appears in the processes' log")
     os.killpg(sim.pid, signal.SIGTERM)
     sim.wait(10)
     say(
