@@ -14,7 +14,7 @@ beat) against a throwaway database and a dedicated Redis database, with the simu
  8. everything is stopped with SIGTERM (gunicorn drains, Celery warm-shuts down) within 40 s.
 
 Environment: SMOKE_POSTGRES (default postgres://postgres@127.0.0.1:5432), SMOKE_REDIS_URL (default
-redis://127.0.0.1:6379/14: flushed before and after).
+redis://127.0.0.1:6379/14: flushed before and after); SMOKE_KEEP=1 keeps the logs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,6 +107,10 @@ def main() -> None:
                 proc.wait(10)
         admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         r.flushdb()
+        if not os.environ.get("SMOKE_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            say(f"kept the processes' logs in {tmp}")
 
 
 def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess.Popen]) -> None:
