@@ -341,7 +341,9 @@ from kombu import Queue  # noqa: E402
 
 # One queue per kind of work, so a slow IdP sync never holds up a revocation or an email.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "sync", "revoke", "mail")]
+# Each queue bound by its own routing key: with one shared key, a direct exchange copies every message
+# into every queue.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("default", "sync", "revoke", "mail")]
 CELERY_TASK_ROUTES = {
     "connectors.sync_source": {"queue": "sync"},
     "connectors.sync_due_sources": {"queue": "sync"},

@@ -128,6 +128,8 @@ def test_a_second_beat_waits_on_the_lock_and_sends_nothing_until_the_first_dies(
         assert 4 <= sent <= 8, f"{sent} heartbeats in 6 s"
         assert "Acquired lock" not in second_log.read_text()
         assert "Sending due task" not in second_log.read_text()
+        # Each heartbeat went to the default queue only, not copied into the others.
+        assert all(r.llen(q) == 0 for q in ("sync", "revoke", "mail"))
 
         _stop(first, signal.SIGKILL)  # no clean release: the lock must expire by itself
         _wait_for(lambda: "beat: Acquired lock" in second_log.read_text(), 30, "the second beat to take over")
