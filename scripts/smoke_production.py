@@ -314,6 +314,9 @@ def journey(web: str, sim_url: str, raw_key: str, metrics_token: str, mailbox: P
         ]
 
     wait_for(mailed, 30, "the decision email in the file mailbox")
+    time.sleep(1.5)
+    if len(mailed()) != 1:
+        fail(f"the decision email arrived {len(mailed())} times")
     say("the requester's email arrived in the file mailbox (mail worker)")
 
     okta_before = httpx.get(f"{sim_url}/_sim/state").json()["providers"]["okta"]["grants"]

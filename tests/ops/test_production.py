@@ -207,3 +207,18 @@ def test_revocations_complete_when_a_worker_is_killed_mid_task(
         sim.clear_faults()
     for grant in grants:
         assert sim.grant_exists("okta", grant.external_id) is False
+
+
+def test_pending_email_reads_the_mail_queue_on_redis(eager_off, settings):
+    from governance.health import mail_queue_depth
+    from governance.tasks import send_email
+
+    r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    r.delete("mail", "default")
+    try:
+        for n in range(3):
+            send_email.delay(f"person{n}@example.com", "subject", "text", "<p>html</p>")
+        assert mail_queue_depth() == 3
+        assert r.llen("default") == 0
+    finally:
+        r.delete("mail")
