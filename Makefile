@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 export DJANGO_COLORS := nocolor
 
-.PHONY: help venv run test test-services lint format browser-deps clean bench-sync bench-audit bench-portal
+.PHONY: help venv run test test-services lint format browser-deps clean bench-sync bench-audit bench-portal smoke-production
 
 help:
 	@echo "make run    install everything and run Lanyard (web, worker + beat, simulated IdP) on http://127.0.0.1:8000 (LANYARD_WEB_PORT)"
@@ -58,6 +58,11 @@ test-services: venv browser-deps
 
 run: venv
 	DEBUG=true scripts/run-demo
+
+# The production recipe (deploy/Procfile.production) on this machine's PostgreSQL and Redis, with the
+# simulator, walked over HTTP (README, "Operations"). Fails, never skips, when a service is missing.
+smoke-production: venv
+	$(PY) scripts/smoke_production.py
 
 bench-sync: venv
 	$(PY) -m bench.sync

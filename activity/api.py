@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 from audit.models import IngestKey
 from audit.services import INGEST_KEY_PREFIX, hash_ingest_key
 from httpapi.body import BodyError, read_body
+from telemetry import metrics
 
 from . import ingest
 
@@ -107,7 +108,14 @@ def _rate_limited(key: IngestKey) -> int:
 @csrf_exempt
 @require_POST
 def events(request: HttpRequest) -> HttpResponse:
-    """Accept a batch of AI activity events from a gateway."""
+    """Accept a batch of AI activity events from a gateway (counted for Prometheus)."""
+    response = _events(request)
+    if response.status_code >= 400:
+        metrics.INGEST_REJECTED.labels(str(response.status_code)).inc()
+    return response
+
+
+def _events(request: HttpRequest) -> HttpResponse:
     key = authenticate(request.headers.get("Authorization", ""))
     if key is None:
         return _unauthorized()
@@ -148,4 +156,5 @@ def events(request: HttpRequest) -> HttpResponse:
     # To the minute: every web worker writing the same key row on every batch only contends.
     if key.last_used_at is None or now - key.last_used_at >= KEY_USE_PRECISION:
         IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    metrics.INGEST_EVENTS.inc(result.accepted)
     return _json(200, result)

@@ -9,6 +9,13 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         checks.register(check_signing_key, checks.Tags.security)
 
+        from telemetry import health, metrics
+
+        from . import health as audit_health
+
+        health.register(audit_health.CheckpointAge)
+        metrics.register_collector("audit", audit_health.collect)
+
 
 def check_signing_key(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Refuse to run without a checkpoint signing key outside DEBUG (and report an unreadable one)."""

@@ -9,6 +9,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from telemetry import metrics
+
 from . import services, sync
 from .idp.base import NotFound, PermanentIdpError, RevokeOutcome, TransientIdpError
 from .models import Grant, IdentitySource, IllegalTransition
@@ -78,6 +80,7 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
             finally:
                 adapter.close()
     except TransientIdpError as exc:
+        metrics.REVOCATIONS.labels("transient_error").inc()
         retries = self.request.retries
         limit = settings.LANYARD_REVOKE_MAX_RETRIES  # read now, not at import, so it can be tuned
         last = retries >= limit
@@ -92,10 +95,12 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
         except IllegalTransition:
             return "skipped: not revoking"
         if last:
+            metrics.REVOCATIONS.labels("gave_up").inc()
             logger.warning("revocation of grant %s gave up after %s retries: %s", grant_id, retries, exc)
             return "retries exhausted: left to the sweep"
         raise self.retry(exc=exc, countdown=countdown, max_retries=limit)
     except PermanentIdpError as exc:
+        metrics.REVOCATIONS.labels("refused").inc()
         retry_at = now + timedelta(minutes=settings.LANYARD_REVOKE_PERMANENT_RETRY_MINUTES)
         try:
             services.grant_record_revoke_failure(
@@ -109,6 +114,7 @@ def revoke_grant_at_idp(self, grant_id: int) -> str:
         services.grant_mark_revoked(grant=grant, idp_outcome=str(outcome))
     except IllegalTransition:
         return "skipped: not revoking"
+    metrics.REVOCATIONS.labels(str(outcome)).inc()
     return str(outcome)
 
 

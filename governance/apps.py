@@ -31,3 +31,8 @@ class GovernanceConfig(AppConfig):
 
         signin.connect()
         checks.register(signin.check_proxy_settings)
+        from telemetry import health
+
+        from .health import PendingEmail
+
+        health.register(PendingEmail)

@@ -13,12 +13,17 @@ app = Celery("lanyard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Structured logs with the task id (and the queuing request's id), task metrics, multiprocess clean-up.
+from telemetry.worker import install  # noqa: E402
+
+install(app)
+
 
 @app.task(name="lanyard.heartbeat")
 def heartbeat() -> str:
-    """Log that the worker and beat are alive."""
-    from django.utils import timezone
+    """Record (for the "beat alive" health check) and log that beat and a worker are alive."""
+    from telemetry.health import heartbeat_record
 
-    now = timezone.now().isoformat()
+    now = heartbeat_record().isoformat()
     logger.info("Lanyard heartbeat at %s", now)
     return now

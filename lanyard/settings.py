@@ -57,9 +57,14 @@ INSTALLED_APPS = [
     "activity",
     "governance",
     "signals",  # Shared Signals receiver (issue 15)
+    # Operations (issue 17): health-check templates, django-structlog's request middleware.
+    "health_check",
+    "django_structlog",
 ]
 
 MIDDLEWARE = [
+    # Operations (issue 17): request metrics around everything.
+    "telemetry.web.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "lanyard.middleware.RequireStaffMFAMiddleware",
+    # Operations (issue 17): request id and user bound to every log line of the request.
+    "django_structlog.middlewares.RequestMiddleware",
 ]
 
 ROOT_URLCONF = "lanyard.urls"
@@ -240,7 +247,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
-    "heartbeat": {"task": "lanyard.heartbeat", "schedule": timedelta(minutes=1)},
+    "heartbeat": {
+        "task": "lanyard.heartbeat",
+        "schedule": timedelta(seconds=env.int("LANYARD_HEARTBEAT_SECONDS", default=60)),
+    },
     "attestation-tick": {"task": "governance.attestation_tick", "schedule": timedelta(hours=1)},
     "attestation-schedule": {"task": "governance.attestation_schedule", "schedule": timedelta(hours=6)},
     "audit-checkpoint": {
@@ -435,3 +445,59 @@ OAUTH2_PROVIDER = {
 # http redirect URIs stay allowed for loopback only (RFC 8252 §7.3, native MCP clients); registration
 # refuses any other http host (gateway.registration), so DOT's blanket warning is silenced.
 SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "oauth2_provider.W008"]
+
+# --- Operations (issue 17): queues, the single beat, health, metrics, structured logs -------------
+from kombu import Queue  # noqa: E402
+
+# One queue per kind of work, so a slow IdP sync never holds up a revocation or an email.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Each queue bound by its own routing key: with one shared key, a direct exchange copies every message
+# into every queue.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("default", "sync", "revoke", "mail")]
+CELERY_TASK_ROUTES = {
+    "connectors.sync_source": {"queue": "sync"},
+    "connectors.sync_due_sources": {"queue": "sync"},
+    "connectors.revoke_grant_at_idp": {"queue": "revoke"},
+    "connectors.sweep_revoking": {"queue": "revoke"},
+    "governance.offboard_identity": {"queue": "revoke"},
+    "governance.send_email": {"queue": "mail"},
+    "governance.attestation_mail": {"queue": "mail"},
+}
+# The one-beat guard: celery-redbeat keeps the schedule in Redis under a lock that a second beat
+# started by mistake waits on (it dispatches nothing until the first one dies and the lock expires).
+CELERY_REDBEAT_REDIS_URL = env.str("CELERY_REDBEAT_REDIS_URL", default="") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+CELERY_REDBEAT_KEY_PREFIX = env.str("CELERY_REDBEAT_KEY_PREFIX", default="lanyard:redbeat:")
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("CELERY_REDBEAT_LOCK_TIMEOUT", default=60)
+CELERY_REDBEAT_REDIS_OPTIONS: dict = {}
+CELERY_REDBEAT_REDIS_USE_SSL = CELERY_REDBEAT_REDIS_URL.startswith("rediss://")
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("CELERY_BEAT_MAX_LOOP_INTERVAL", default=5)
+# acks_late (above): a task is acknowledged after it ran, so a worker killed mid-task (SIGKILL, OOM,
+# power) leaves it unacknowledged and Redis hands it to another worker once this many seconds pass.
+# It must exceed the longest task (CELERY_TASK_TIME_LIMIT) and the longest retry countdown.
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        visibility_timeout=env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        # Each worker looks for such orphaned messages this often (one cheap Redis scan each time).
+        unacked_restore_interval=env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        unacked_restore_throttle=1,
+    )
+LANYARD_HEARTBEAT_SECONDS = env.int("LANYARD_HEARTBEAT_SECONDS", default=60)
+
+# /metrics: a scraper sends `Authorization: Bearer <token>` or comes from an allowed network.
+LANYARD_METRICS_TOKEN = env.str("LANYARD_METRICS_TOKEN", default="")
+LANYARD_METRICS_ALLOWED_NETWORKS = env.list(
+    "LANYARD_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
+# Pending email above this many messages in the mail queue is reported on the health page.
+LANYARD_HEALTH_MAIL_BACKLOG = env.int("LANYARD_HEALTH_MAIL_BACKLOG", default=200)
+
+# Structured logs: JSON lines in production, readable lines in the demo (LANYARD_LOG_FORMAT=console).
+LANYARD_LOG_FORMAT = env.str("LANYARD_LOG_FORMAT", default="console" if DEBUG else "json")
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = True
+from telemetry.logs import configure_structlog, logging_config  # noqa: E402
+
+LOGGING = logging_config(LANYARD_LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+configure_structlog()

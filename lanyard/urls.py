@@ -4,8 +4,9 @@ from django.urls import include, path
 from oauth2_provider.views import OAuthServerMetadataView
 
 from governance import views
+from telemetry.web import GroupHealthView, LivenessView, metrics_view
 
-from . import openapi
+from . import openapi, ops
 
 admin.site.site_header = "Lanyard administration"
 admin.site.site_title = "Lanyard"
@@ -33,4 +34,9 @@ urlpatterns = [
     path("oauth/", include("gateway.oauth_urls")),
     # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
     path("ssf/", include("signals.urls")),
+    # Operations (issue 17): probes for load balancers, the IAM health page, Prometheus.
+    path("health/live", LivenessView.as_view(), name="health-live"),
+    path("health/ready", GroupHealthView.as_view(), name="health-ready"),
+    path("ops/health/", ops.OperationsHealthView.as_view(), name="ops-health"),
+    path("metrics", metrics_view, name="metrics"),
 ]

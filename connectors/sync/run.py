@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import structlog
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditEvent
+from telemetry import metrics
 
 from .. import capabilities, services, signals
 from ..idp.base import Adapter, IdpError
@@ -67,6 +70,9 @@ def sync_source(source: IdentitySource, *, now: datetime | None = None) -> SyncR
         return refused
     source.refresh_from_db()
     run = SyncRun.objects.create(source=source, started_at=now)
+    # Every log line of this run, in whichever process, carries its id (structlog context).
+    structlog.contextvars.bind_contextvars(sync_run_id=run.pk, source=source.name)
+    clock = time.perf_counter()
     state: _Sync | None = None
     adapter: Adapter | None = None
     error = ""
@@ -91,7 +97,35 @@ def sync_source(source: IdentitySource, *, now: datetime | None = None) -> SyncR
     finally:
         if adapter is not None:
             adapter.close()
-    return _finish(source, run, state, error)
+    try:
+        run = _finish(source, run, state, error)
+        seconds = time.perf_counter() - clock
+        logger.info(
+            "sync %s in %.1f s: %s seen, %s new, %s changed, %s vanished, %s shadow",
+            run.outcome,
+            seconds,
+            run.seen,
+            run.new,
+            run.changed,
+            run.vanished,
+            run.shadow,
+        )
+    finally:
+        structlog.contextvars.unbind_contextvars("sync_run_id", "source")
+    _observe(source, run, seconds)
+    return run
+
+
+def _observe(source: IdentitySource, run: SyncRun, seconds: float) -> None:
+    """Prometheus: the run's duration, row counts and capability warnings, by source and outcome."""
+    labels = (source.kind, source.name, run.outcome)
+    metrics.SYNC_DURATION.labels(*labels).observe(seconds)
+    for kind in ("seen", "new", "changed", "vanished", "shadow", "identities_seen"):
+        metrics.SYNC_ROWS.labels(*labels, kind).inc(getattr(run, kind) or 0)
+    for warning in run.warnings or []:
+        metrics.CAPABILITY_WARNINGS.labels(
+            source.kind, source.name, warning.get("capability", ""), warning.get("state", "")
+        ).inc()
 
 
 def _finish(source: IdentitySource, run: SyncRun, state: _Sync | None, error: str) -> SyncRun:

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.django_db
 PUBLIC_PREFIXES = ("/accounts/", "/static/", "/api/v1/openapi", "/admin/logout/")
 # gateway: OAuth protocol endpoints answer any client by design (tests/gateway covers their refusals).
 PUBLIC_PREFIXES += ("/oauth/", "/.well-known/oauth-authorization-server")
+# Load balancers' probes answer anyone, with no detail (tests/ops/test_health.py).
+PUBLIC_PREFIXES += ("/health/live", "/health/ready")
 REFUSED = {401, 403, 404}
 
 
