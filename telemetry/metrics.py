@@ -49,9 +49,6 @@ DB_LATENCY = Histogram(
     ["alias"],
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
-CACHE_CALLS = Counter(
-    "lanyard_cache_requests_total", "Cache reads, by alias and result (hit or miss).", ["alias", "result"]
-)
 
 # --- sync -----------------------------------------------------------------------------------------
 SYNC_DURATION = Histogram(
