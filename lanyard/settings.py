@@ -299,7 +299,7 @@ LANYARD_REVOKE_SWEEP_MINUTES = env.int("LANYARD_REVOKE_SWEEP_MINUTES", default=5
 LANYARD_REVOKE_PERMANENT_RETRY_MINUTES = env.int("LANYARD_REVOKE_PERMANENT_RETRY_MINUTES", default=60)
 # Hardening: a revocation task's claim on its grant lasts this long; after it, a dead worker's claim
 # is taken over (by the sweep's re-delivery).
-LANYARD_REVOKE_CLAIM_MINUTES = env.int("LANYARD_REVOKE_CLAIM_MINUTES", default=15)
+LANYARD_REVOKE_CLAIM_MINUTES = env.float("LANYARD_REVOKE_CLAIM_MINUTES", default=15)
 # Attestation campaigns the beat launches by itself: "" (none, launch from the admin), "monthly" or
 # "quarterly"; each gets the deadline, reminder days, escalation and deadline policy below.
 LANYARD_ATTESTATION_SCHEDULE = env.str("LANYARD_ATTESTATION_SCHEDULE", default="")

@@ -44,12 +44,13 @@ def test_readiness_checks_database_cache_broker_and_migrations(client):
 
 
 def test_readiness_fails_when_the_broker_is_down_and_does_not_name_its_url(client):
-    previous = app.conf.broker_url
-    app.conf.broker_url = "redis://:hunter2-broker-pw@127.0.0.1:1/0"
+    # Celery copies the broker URL into broker_write_url once its configuration is read: set both.
+    previous = app.conf.broker_url, app.conf.broker_write_url
+    app.conf.broker_url = app.conf.broker_write_url = "redis://:hunter2-broker-pw@127.0.0.1:1/0"
     try:
         response = client.get("/health/ready?format=json")
     finally:
-        app.conf.broker_url = previous
+        app.conf.broker_url, app.conf.broker_write_url = previous
     assert response.status_code == 500
     broker = _checks(response)["Broker"]
     assert not broker["ok"]

@@ -162,7 +162,12 @@ def test_revocations_complete_when_a_worker_is_killed_mid_task(
     # Each revocation at the IdP takes 1.5 s, so the kill lands while tasks are in flight.
     sim.faults(provider="okta", kind="slow", method="DELETE", delay=1.5, count=None)
     env = production_env(
-        tmp_path, CELERY_VISIBILITY_TIMEOUT="5", CELERY_UNACKED_RESTORE_INTERVAL="1", LANYARD_IDP_TIMEOUT="10"
+        tmp_path,
+        CELERY_VISIBILITY_TIMEOUT="5",
+        CELERY_UNACKED_RESTORE_INTERVAL="1",
+        LANYARD_IDP_TIMEOUT="10",
+        # the dead worker's claim on a grant must lapse before its task is redelivered
+        LANYARD_REVOKE_CLAIM_MINUTES="0.05",
     )
     worker = [
         sys.executable,
