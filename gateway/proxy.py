@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,8 @@ from starlette.types import Receive, Scope, Send
 
 from . import pdp, resource
 from .models import Endpoint
-from .services import connector_resource
+from .recording import Recorder
+from .services import connector_resource, endpoint_url
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Call:
     upstream_url: str
     upstream_headers: dict[str, str]
     claims: dict[str, Any]
+    connector_url: str = ""
 
     @property
     def subject(self) -> dict[str, Any]:
@@ -80,25 +82,6 @@ class Call:
                 "properties": {"username": self.claims["username"]},
             }
         return {"type": "user", "id": self.claims["sub"], "properties": {"username": self.claims["username"]}}
-
-
-#: Called after every decided call (the activity recorder hooks in here; see gateway/recording.py).
-CallObserver = Callable[[Call, str, str, str, float], Awaitable[None]]
-_observers: list[CallObserver] = []
-
-
-def observe(observer: CallObserver) -> CallObserver:
-    _observers.append(observer)
-    return observer
-
-
-async def _notify(call: Call, method: str, target: str, outcome: str, started: float) -> None:
-    latency_ms = (time.perf_counter() - started) * 1000
-    for observer in _observers:
-        try:
-            await observer(call, method, target, outcome, latency_ms)
-        except Exception:  # recording must never break a call; it is logged
-            log.exception("gateway call observer failed")
 
 
 def _load_endpoint(slug: str) -> Endpoint | None:
@@ -131,6 +114,7 @@ class Gateway:
         )
         self.manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True)
         self.pdp_client: httpx.AsyncClient | None = None
+        self.recorder = Recorder()
         self.app = Starlette(
             routes=[
                 Route(
@@ -144,9 +128,14 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient() as client, self.manager.run():
+        async with httpx.AsyncClient() as client, self.manager.run(), anyio.create_task_group() as tg:
             self.pdp_client = client
-            yield
+            tg.start_soon(self.recorder.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+        await self.recorder.flush()  # shutdown (SIGTERM): what is buffered reaches the chain
         self.pdp_client = None
 
     async def healthz(self, request: Request) -> JSONResponse:
@@ -172,6 +161,7 @@ class Gateway:
             upstream_url=endpoint.upstream_url,
             upstream_headers=dict(credentials.get("headers") or {}),
             claims=claims,
+            connector_url=claims.get("lanyard_connector_url") or endpoint_url(slug),
         )
         return _Passthrough(self.manager)
 
@@ -190,7 +180,7 @@ class Gateway:
     async def require(self, call: Call, action: str, target: dict[str, Any], started: float) -> None:
         decision = await self.decide(call, action, target)
         if not decision.allowed:
-            await _notify(call, action, _target_name(target), "denied", started)
+            await self.recorder.observe_call(call, action, _target_name(target), "denied", started)
             reason = decision.reason or f"Lanyard's policy does not permit {action} on {call.connector_name}."
             raise MCPError(DENIED, reason, {"reason": reason, "connector": call.slug})
 
@@ -209,21 +199,21 @@ class Gateway:
                     await session.initialize()
                     result = await go(session)
         except MCPError:
-            await _notify(call, method, target, "upstream_error", started)
+            await self.recorder.observe_call(call, method, target, "upstream_error", started)
             raise
         except TimeoutError:
-            await _notify(call, method, target, "upstream_timeout", started)
+            await self.recorder.observe_call(call, method, target, "upstream_timeout", started)
             raise MCPError(
                 UPSTREAM_UNAVAILABLE,
                 f"{call.connector_name} did not answer within {timeout:g} s; try again later.",
             ) from None
         except Exception as exc:  # connection refused, TLS, HTTP 5xx from the upstream...
             log.warning("upstream %s failed: %s", call.slug, type(exc).__name__)
-            await _notify(call, method, target, "upstream_error", started)
+            await self.recorder.observe_call(call, method, target, "upstream_error", started)
             raise MCPError(
                 UPSTREAM_UNAVAILABLE, f"{call.connector_name} is unreachable right now; try again later."
             ) from None
-        await _notify(call, method, target, "success", started)
+        await self.recorder.observe_call(call, method, target, "success", started)
         return result
 
     # --- handlers ----------------------------------------------------------------------------------

@@ -239,3 +239,47 @@ def test_run_gateway_command_serves_on_the_given_port(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def recorded(action: str, count: int, timeout: float = 10.0):
+    """The gateway flushes in batches: wait (bounded) for ``count`` chain events of ``action``."""
+    import time
+
+    from audit.models import AuditEvent
+
+    deadline = time.monotonic() + timeout
+    while True:
+        events = list(AuditEvent.objects.filter(action=action).order_by("sequence"))
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
+
+
+def test_calls_are_recorded_on_the_audit_chain_without_arguments(gateway, token, pdp, employee, wired):
+    from audit.verify import verify
+
+    pdp.deny[(subject_id(employee), "tools/call", "delete_page")] = "No deleting."
+
+    async def work(s):
+        await s.call_tool("search", {"query": "secret-argument-value"})
+        try:
+            await s.call_tool("delete_page", {"name": "security"})
+        except MCPError:
+            pass
+
+    try:
+        mcp(f"{gateway}/mcp/team-wiki", token, work)
+    except MCPError:
+        pass
+    allowed, denied = recorded("ai.gateway.tool_call", 2)
+    grant = Grant.objects.get(external_id__startswith="gateway:")
+    for event in (allowed, denied):
+        assert event.connector_id == wired.connector_id  # the registered connector, not a shadow one
+        assert event.actor_identity_id == grant.identity_id
+        assert event.data["latency_ms"] >= 0
+        assert event.data["via"] == "gateway"
+    assert (allowed.outcome, allowed.data["resource"]) == ("success", "search")
+    assert (denied.outcome, denied.data["resource"]) == ("denied", "delete_page")
+    assert "secret-argument-value" not in str(allowed.data)
+    assert "shadow_connector" not in allowed.data.get("flags", [])
+    assert verify().ok
