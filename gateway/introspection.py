@@ -46,9 +46,18 @@ def token_status(token_value: str) -> TokenStatus:
         client_id=token.application.client_id, user_id=token.user_id, slug=slug
     )
     grant = (
-        Grant.objects.select_related("connector")
+        Grant.objects.select_related("connector", "identity")
         .filter(source__isnull=True, external_id=external_id)
-        .only("pk", "status", "held_at", "identity_id", "device_id", "connector__status", "connector__name")
+        .only(
+            "pk",
+            "status",
+            "held_at",
+            "identity__email",
+            "device_id",
+            "connector__status",
+            "connector__name",
+            "connector__mcp_server_url",
+        )
         .first()
     )
     if grant is None or grant.status != Grant.Status.ACTIVE:
@@ -69,6 +78,8 @@ def token_status(token_value: str) -> TokenStatus:
         "lanyard_connector": grant.connector_id,
         "lanyard_identity": grant.identity_id,
         "lanyard_device": grant.device_id,
+        "lanyard_email": (grant.identity.email if grant.identity_id else "") or token.user.email,
+        "lanyard_connector_url": grant.connector.mcp_server_url,
     }
     return TokenStatus(True, claims=claims)
 

@@ -39,6 +39,22 @@ class Endpoint(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Name the connector's MCP server URL after its gateway endpoint when it has none.
+
+        Gateway calls are recorded through the ingest writer, which finds the connector by that URL;
+        without it each call would discover a new shadow connector.
+        """
+        super().save(*args, **kwargs)
+        if not self.connector.mcp_server_url:
+            from django.conf import settings
+
+            url = f"{settings.LANYARD_GATEWAY_URL.rstrip('/')}/mcp/{self.slug}"
+            type(self.connector).objects.filter(pk=self.connector_id, mcp_server_url="").update(
+                mcp_server_url=url
+            )
+            self.connector.mcp_server_url = url
+
     @property
     def credentials(self) -> dict[str, Any]:
         """The upstream credential, e.g. ``{"headers": {"Authorization": "Bearer ..."}}``."""

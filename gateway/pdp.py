@@ -78,3 +78,30 @@ def evaluate(
         return _decision(response.json())
     except ValueError:
         return Decision(False, "The decision point gave no decision.")
+
+
+async def aevaluate(
+    *,
+    subject: dict[str, Any],
+    action: dict[str, Any],
+    resource: dict[str, Any],
+    context: dict[str, Any] | None = None,
+    client: httpx.AsyncClient,
+) -> Decision:
+    """``evaluate`` for the gateway's event loop: one shared async client, no thread per call."""
+    payload = {"subject": subject, "action": action, "resource": resource, "context": context or {}}
+    url = settings.LANYARD_PDP_URL.rstrip("/") + "/access/v1/evaluation"
+    try:
+        response = await client.post(
+            url, json=payload, headers=_headers(), timeout=settings.LANYARD_PDP_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
+        return Decision(False, "The decision point could not be reached; try again shortly.")
+    if response.status_code != 200:
+        log.warning("PDP answered %s", response.status_code)
+        return Decision(False, f"The decision point refused the question (HTTP {response.status_code}).")
+    try:
+        return _decision(response.json())
+    except ValueError:
+        return Decision(False, "The decision point gave no decision.")

@@ -402,6 +402,10 @@ INSTALLED_APPS += ["oauth2_provider", "gateway"]
 LANYARD_GATEWAY_PORT = env.int("LANYARD_GATEWAY_PORT", default=8901)
 # The gateway's public base URL: each connector endpoint is <this>/mcp/<slug>, the RFC 8707 resource.
 LANYARD_GATEWAY_URL = env.str("LANYARD_GATEWAY_URL", default=f"http://127.0.0.1:{LANYARD_GATEWAY_PORT}")
+# Seconds the gateway waits for an upstream MCP server before answering the client with an MCP error.
+LANYARD_GATEWAY_UPSTREAM_TIMEOUT = env.float("LANYARD_GATEWAY_UPSTREAM_TIMEOUT", default=10.0)
+# Seconds between flushes of the gateway's buffered activity events to the audit chain.
+LANYARD_GATEWAY_FLUSH_SECONDS = env.float("LANYARD_GATEWAY_FLUSH_SECONDS", default=0.5)
 # The AuthZEN PDP the consent page and the gateway ask (Lanyard itself unless deployed apart).
 LANYARD_PDP_URL = env.str("LANYARD_PDP_URL", default=LANYARD_BASE_URL)
 LANYARD_PDP_KEY = env.str("LANYARD_PDP_KEY", default="")

@@ -475,6 +475,8 @@ def events_ingest(*, key: IngestKey, events: list[Event]) -> IngestResult:
             data: dict[str, Any] = {"event_id": e.id}
             if e.resource:
                 data["resource"] = e.resource
+            if e.extra:
+                data.update(e.extra)
             flags = []
             if identity.unverified:
                 flags.append("unverified_identity")

@@ -67,6 +67,8 @@ class Event:
     resource: str = ""
     ip: str | None = None
     user_agent: str = ""
+    # In-process writers only (the gateway): extra facts kept in the event's data, e.g. latency.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=4096)

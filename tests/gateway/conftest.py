@@ -1,7 +1,8 @@
 """Gateway fixtures: a decision point on a real HTTP port speaking AuthZEN 1.0's evaluation shape.
 
 It stands in for the PDP (built in the access app) the way the simulator stands in for the IdPs:
-the gateway's side of the wire is real. ``pdp.deny[(subject_id, action)] = reason`` makes it deny.
+the gateway's side of the wire is real. ``pdp.deny[(subject_id, action)] = reason`` makes it deny;
+``pdp.deny[(subject_id, action, tool)]`` denies one tool only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.factories import ConnectorFactory
 
 class PDPDouble:
     def __init__(self) -> None:
-        self.deny: dict[tuple[str, str], str] = {}
+        self.deny: dict[tuple, str] = {}
         self.requests: list[dict] = []
         double = self
 
@@ -33,7 +34,9 @@ class PDPDouble:
                     self.send_response(404)
                     self.end_headers()
                     return
-                reason = double.deny.get((body["subject"]["id"], body["action"]["name"]))
+                key = (body["subject"]["id"], body["action"]["name"])
+                target = (body["resource"].get("properties") or {}).get("tool")
+                reason = double.deny.get(key, double.deny.get((*key, target)))
                 answer = {"decision": reason is None}
                 if reason is not None:
                     answer["context"] = {"reason_user": {"en": reason}}

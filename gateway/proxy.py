@@ -1,0 +1,297 @@
+"""The gateway process: ``/mcp/<slug>`` speaks Streamable HTTP to the client and to the upstream.
+
+Built on the official ``mcp`` SDK, not a hand-written JSON-RPC layer: the client side is the SDK's
+low-level ``Server`` behind its ``StreamableHTTPSessionManager`` in *stateless* mode (no session is
+kept between requests, so any number of gateway processes run behind a load balancer); the upstream
+side is the SDK's ``streamable_http_client`` with the upstream credential headers, one short upstream
+session per request.
+
+Per request, before anything reaches an upstream:
+1. the endpoint is looked up by slug (unknown → 404);
+2. the bearer token is checked by ``introspection.token_status`` *in-process* (the gateway shares
+   Lanyard's database, read-only in practice: two SELECTs, nothing cached), so a revoked grant or a
+   suspended connector is refused on the very next call; a token for another endpoint is a 401;
+3. ``tools/list`` is forwarded and filtered to what the PDP permits; ``tools/call``,
+   ``resources/read`` and ``prompts/get`` are decided by the PDP before they are forwarded; a deny is
+   an MCP error carrying the PDP's reason;
+4. an upstream that is down or slower than ``LANYARD_GATEWAY_UPSTREAM_TIMEOUT`` is an MCP error,
+   never a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import MCPError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from . import pdp, resource
+from .models import Endpoint
+from .recording import Recorder
+from .services import connector_resource, endpoint_url
+
+log = logging.getLogger(__name__)
+
+#: JSON-RPC error codes of the gateway (the -32000..-32099 range is the implementation's).
+DENIED = -32003
+UPSTREAM_UNAVAILABLE = -32004
+
+SCOPE_KEY = "lanyard.call"
+
+
+@dataclass(slots=True)
+class Call:
+    """What the gateway knows about the request being served: who, through which endpoint."""
+
+    endpoint_id: int
+    slug: str
+    connector_id: int
+    connector_name: str
+    upstream_url: str
+    upstream_headers: dict[str, str]
+    claims: dict[str, Any]
+    connector_url: str = ""
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        """The AuthZEN subject: the register identity the grant names, else the login."""
+        if self.claims.get("lanyard_identity"):
+            return {
+                "type": "identity",
+                "id": str(self.claims["lanyard_identity"]),
+                "properties": {"username": self.claims["username"]},
+            }
+        return {"type": "user", "id": self.claims["sub"], "properties": {"username": self.claims["username"]}}
+
+
+def _load_endpoint(slug: str) -> Endpoint | None:
+    close_old_connections()
+    return Endpoint.objects.select_related("connector").filter(slug=slug).first()
+
+
+def _call(ctx: Any) -> Call:
+    request = ctx.request
+    call = request.scope.get(SCOPE_KEY) if request is not None else None
+    if call is None:  # only reachable if the app is mounted without the bearer check
+        raise MCPError(DENIED, "Not authenticated.")
+    return call
+
+
+class Gateway:
+    """The ASGI application: routes, the SDK server, the shared PDP client."""
+
+    def __init__(self) -> None:
+        self.server = Server(
+            "lanyard-gateway",
+            version="1",
+            instructions="Lanyard managed MCP gateway: calls are decided by Lanyard's policy and recorded.",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_read_resource=self.read_resource,
+            on_list_prompts=self.list_prompts,
+            on_get_prompt=self.get_prompt,
+        )
+        self.manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True)
+        self.pdp_client: httpx.AsyncClient | None = None
+        self.recorder = Recorder()
+        self.app = Starlette(
+            routes=[
+                Route(
+                    "/.well-known/oauth-protected-resource/mcp/{slug}", resource.protected_resource_metadata
+                ),
+                Route("/mcp/{slug}", self.endpoint, methods=["GET", "POST", "DELETE"]),
+                Route("/healthz", self.healthz),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient() as client, self.manager.run(), anyio.create_task_group() as tg:
+            self.pdp_client = client
+            tg.start_soon(self.recorder.run)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+        await self.recorder.flush()  # shutdown (SIGTERM): what is buffered reaches the chain
+        self.pdp_client = None
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def endpoint(self, request: Request) -> Any:
+        """Authenticate, then hand the request to the SDK's transport (which answers it itself)."""
+        slug = request.path_params["slug"]
+        endpoint = await sync_to_async(_load_endpoint)(slug)
+        if endpoint is None:
+            return JSONResponse(
+                {"error": "not_found", "error_description": f"No connector at /mcp/{slug}."}, 404
+            )
+        claims, refused = await resource.authenticate(request, slug)
+        if refused is not None:
+            return refused
+        credentials = await sync_to_async(lambda: endpoint.credentials)()
+        request.scope[SCOPE_KEY] = Call(
+            endpoint_id=endpoint.pk,
+            slug=slug,
+            connector_id=endpoint.connector_id,
+            connector_name=endpoint.connector.name,
+            upstream_url=endpoint.upstream_url,
+            upstream_headers=dict(credentials.get("headers") or {}),
+            claims=claims,
+            connector_url=claims.get("lanyard_connector_url") or endpoint_url(slug),
+        )
+        return _Passthrough(self.manager)
+
+    # --- the PDP -------------------------------------------------------------------------------
+
+    async def decide(self, call: Call, action: str, target: dict[str, Any]) -> pdp.Decision:
+        assert self.pdp_client is not None
+        return await pdp.aevaluate(
+            subject=call.subject,
+            action={"name": action},
+            resource=connector_resource_for(call) | {"properties": {"name": call.connector_name, **target}},
+            context={"via": "gateway", "grant": call.claims.get("lanyard_grant")},
+            client=self.pdp_client,
+        )
+
+    async def require(self, call: Call, action: str, target: dict[str, Any], started: float) -> None:
+        decision = await self.decide(call, action, target)
+        if not decision.allowed:
+            await self.recorder.observe_call(call, action, _target_name(target), "denied", started)
+            reason = decision.reason or f"Lanyard's policy does not permit {action} on {call.connector_name}."
+            raise MCPError(DENIED, reason, {"reason": reason, "connector": call.slug})
+
+    # --- the upstream ------------------------------------------------------------------------------
+
+    async def upstream(self, call: Call, method: str, target: str, started: float, go: Callable) -> Any:
+        """Open a short upstream session, run ``go(session)``; any failure or timeout is an MCP error."""
+        timeout = settings.LANYARD_GATEWAY_UPSTREAM_TIMEOUT
+        try:
+            with anyio.fail_after(timeout):
+                async with (
+                    httpx2.AsyncClient(headers=call.upstream_headers, timeout=timeout) as http,
+                    streamable_http_client(call.upstream_url, http_client=http) as (read, write),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    result = await go(session)
+        except MCPError:
+            await self.recorder.observe_call(call, method, target, "upstream_error", started)
+            raise
+        except TimeoutError:
+            await self.recorder.observe_call(call, method, target, "upstream_timeout", started)
+            raise MCPError(
+                UPSTREAM_UNAVAILABLE,
+                f"{call.connector_name} did not answer within {timeout:g} s; try again later.",
+            ) from None
+        except Exception as exc:  # connection refused, TLS, HTTP 5xx from the upstream...
+            log.warning("upstream %s failed: %s", call.slug, type(exc).__name__)
+            await self.recorder.observe_call(call, method, target, "upstream_error", started)
+            raise MCPError(
+                UPSTREAM_UNAVAILABLE, f"{call.connector_name} is unreachable right now; try again later."
+            ) from None
+        await self.recorder.observe_call(call, method, target, "success", started)
+        return result
+
+    # --- handlers ----------------------------------------------------------------------------------
+
+    async def list_tools(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        call, started = _call(ctx), time.perf_counter()
+        listed = await self.upstream(call, "tools/list", "", started, lambda s: s.list_tools(params=params))
+        permitted = []
+        async with anyio.create_task_group() as tg:
+            decisions: dict[str, pdp.Decision] = {}
+
+            async def one(name: str) -> None:
+                decisions[name] = await self.decide(call, "tools/call", {"tool": name})
+
+            for tool in listed.tools:
+                tg.start_soon(one, tool.name)
+        permitted = [tool for tool in listed.tools if decisions[tool.name].allowed]
+        return types.ListToolsResult(tools=permitted, next_cursor=listed.next_cursor)
+
+    async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        call, started = _call(ctx), time.perf_counter()
+        await self.require(call, "tools/call", {"tool": params.name}, started)
+        return await self.upstream(
+            call, "tools/call", params.name, started, lambda s: s.call_tool(params.name, params.arguments)
+        )
+
+    async def list_resources(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        call, started = _call(ctx), time.perf_counter()
+        return await self.upstream(
+            call, "resources/list", "", started, lambda s: s.list_resources(params=params)
+        )
+
+    async def read_resource(
+        self, ctx: Any, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        call, started = _call(ctx), time.perf_counter()
+        uri = str(params.uri)
+        await self.require(call, "resources/read", {"uri": uri}, started)
+        return await self.upstream(call, "resources/read", uri, started, lambda s: s.read_resource(uri))
+
+    async def list_prompts(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        call, started = _call(ctx), time.perf_counter()
+        return await self.upstream(call, "prompts/list", "", started, lambda s: s.list_prompts(params=params))
+
+    async def get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        call, started = _call(ctx), time.perf_counter()
+        await self.require(call, "prompts/get", {"prompt": params.name}, started)
+        return await self.upstream(
+            call, "prompts/get", params.name, started, lambda s: s.get_prompt(params.name, params.arguments)
+        )
+
+
+def connector_resource_for(call: Call) -> dict[str, Any]:
+    return {"type": "connector", "id": str(call.connector_id)}
+
+
+def _target_name(target: dict[str, Any]) -> str:
+    return str(next(iter(target.values()), ""))
+
+
+class _Passthrough:
+    """A Starlette 'response' that lets the SDK's transport answer the (already authenticated) request."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.manager.handle_request(scope, receive, send)
+
+
+def create_app() -> Starlette:
+    return Gateway().app
+
+
+__all__ = ["Gateway", "create_app", "connector_resource"]

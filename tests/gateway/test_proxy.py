@@ -1,0 +1,285 @@
+"""End to end: the SDK's client → the gateway (uvicorn, free port) → a real SDK upstream (MCPServer).
+
+Everything is on real HTTP: the upstream is ``gateway.demo_upstream`` (the SDK's MCPServer) on its
+own port and checks the credential only the gateway holds; the PDP is the stand-in AuthZEN server
+of conftest.py (``pdp`` fixture), also on a real port, until the access app's PDP lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import httpx2
+import pytest
+from django.utils import timezone
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from connectors.models import Connector, Grant
+from gateway.demo_upstream import build_app
+from gateway.models import Endpoint
+from gateway.proxy import DENIED, UPSTREAM_UNAVAILABLE, create_app
+from tests.factories import ConnectorFactory
+
+from .servers import serve
+from .test_authorization_server import full_flow
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+UPSTREAM_KEY = "upstream-secret-held-by-it"
+
+
+@pytest.fixture
+def upstream():
+    with serve(build_app(UPSTREAM_KEY)) as url:
+        yield url + "/mcp"
+
+
+@pytest.fixture
+def gateway(settings):
+    settings.LANYARD_GATEWAY_UPSTREAM_TIMEOUT = 3.0
+    with serve(create_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def wired(endpoint, upstream):
+    endpoint.upstream_url = upstream
+    endpoint.set_credentials({"headers": {"Authorization": f"Bearer {UPSTREAM_KEY}"}})
+    endpoint.save()
+    return endpoint
+
+
+@pytest.fixture
+def token(client, employee, wired, pdp):
+    return full_flow(client, employee)[1]["access_token"]
+
+
+def subject_id(employee) -> str:
+    grant = Grant.objects.get(external_id__startswith="gateway:")
+    return str(grant.identity_id or employee.pk)
+
+
+def mcp(url: str, token: str | None, work):
+    """Run ``work(session)`` with the SDK's client against ``url``; return its result."""
+
+    async def go():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=10) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await work(session)
+
+    try:
+        return asyncio.run(go())
+    except BaseExceptionGroup as group:  # the client's task group wraps what the server answered
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None
+
+
+def post(url: str, token: str, body: bytes | str) -> httpx.Response:
+    return httpx.post(
+        url,
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        timeout=10,
+    )
+
+
+def test_allowed_call_reaches_the_upstream_with_its_credential(gateway, token):
+    result = mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("search", {"query": "expenses"}))
+    assert not result.is_error
+    assert result.structured_content == {"result": ["expenses"]}
+
+
+def test_denied_call_carries_the_pdp_reason_and_never_reaches_upstream(gateway, token, pdp, employee):
+    pdp.deny[(subject_id(employee), "tools/call", "delete_page")] = "Deleting pages needs an approved grant."
+    with pytest.raises(MCPError) as denied:
+        mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("delete_page", {"name": "security"}))
+    assert denied.value.code == DENIED
+    assert denied.value.message == "Deleting pages needs an approved grant."
+    asked = [r for r in pdp.requests if r["action"]["name"] == "tools/call"]
+    assert asked[-1]["resource"]["properties"]["tool"] == "delete_page"
+    assert asked[-1]["subject"]["id"] == subject_id(employee)
+
+
+def test_tool_list_is_filtered_by_the_pdp(gateway, token, pdp, employee):
+    names = lambda s: s.list_tools()  # noqa: E731
+    assert [t.name for t in mcp(f"{gateway}/mcp/team-wiki", token, names).tools] == [
+        "search",
+        "read_page",
+        "delete_page",
+    ]
+    pdp.deny[(subject_id(employee), "tools/call", "delete_page")] = "No."
+    assert [t.name for t in mcp(f"{gateway}/mcp/team-wiki", token, names).tools] == ["search", "read_page"]
+
+
+def test_resources_and_prompts_are_decided_and_forwarded(gateway, token, pdp, employee):
+    async def work(s):
+        listed = await s.list_resources()
+        read = await s.read_resource("wiki://pages")
+        prompt = await s.get_prompt("summarise", {"name": "onboarding"})
+        return listed, read, prompt
+
+    listed, read, prompt = mcp(f"{gateway}/mcp/team-wiki", token, work)
+    assert [str(r.uri) for r in listed.resources] == ["wiki://pages"]
+    assert "onboarding" in read.contents[0].text
+    assert "onboarding" in prompt.messages[0].content.text
+    actions = {r["action"]["name"] for r in pdp.requests}
+    assert {"resources/read", "prompts/get"} <= actions
+    pdp.deny[(subject_id(employee), "prompts/get")] = "Prompts are off for you."
+    with pytest.raises(MCPError, match="Prompts are off for you."):
+        mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.get_prompt("summarise", {"name": "x"}))
+
+
+def test_no_token_and_token_for_another_connector_are_401(gateway, token):
+    assert httpx.post(f"{gateway}/mcp/team-wiki", json={}).status_code == 401
+    other = ConnectorFactory(name="CRM MCP", kind="mcp_server")
+    Endpoint.objects.create(connector=other, slug="crm", upstream_url="http://127.0.0.1:9/mcp")
+    refused = post(f"{gateway}/mcp/crm", token, "{}")
+    assert refused.status_code == 401
+    assert "another connector" in refused.json()["error_description"]
+    assert "resource_metadata=" in refused.headers["www-authenticate"]
+
+
+def test_revoked_grant_is_refused_on_the_next_call(gateway, token):
+    url = f"{gateway}/mcp/team-wiki"
+    assert not mcp(url, token, lambda s: s.call_tool("search", {"query": "it"})).is_error
+    grant = Grant.objects.get(external_id__startswith="gateway:")
+    grant.status = Grant.Status.REVOKED
+    grant.revoked_at = timezone.now()
+    grant.save()
+    refused = post(url, token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def test_suspended_connector_is_refused(gateway, token, wired):
+    Connector.objects.filter(pk=wired.connector_id).update(status=Connector.Status.SUSPENDED)
+    refused = post(f"{gateway}/mcp/team-wiki", token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert refused.status_code == 401
+    assert "Team Wiki MCP is" in refused.json()["error_description"]
+
+
+def test_upstream_down_is_a_clear_mcp_error(gateway, token, wired):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    Endpoint.objects.filter(pk=wired.pk).update(upstream_url=f"http://127.0.0.1:{port}/mcp")
+    with pytest.raises(MCPError) as down:
+        mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("search", {"query": "x"}))
+    assert down.value.code == UPSTREAM_UNAVAILABLE
+    assert "unreachable" in down.value.message
+
+
+def test_upstream_slow_is_an_error_after_the_timeout(gateway, token, wired, settings):
+    """A listener that accepts and never answers: the gateway gives up after the setting, no hang."""
+    settings.LANYARD_GATEWAY_UPSTREAM_TIMEOUT = 0.5
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        Endpoint.objects.filter(pk=wired.pk).update(
+            upstream_url=f"http://127.0.0.1:{silent.getsockname()[1]}/mcp"
+        )
+        with pytest.raises(MCPError) as slow:
+            mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("search", {"query": "x"}))
+    assert slow.value.code == UPSTREAM_UNAVAILABLE
+    assert "0.5 s" in slow.value.message
+
+
+def test_malformed_json_rpc_is_4xx(gateway, token):
+    url = f"{gateway}/mcp/team-wiki"
+    assert 400 <= post(url, token, "{not json").status_code < 500
+    assert 400 <= post(url, token, '{"jsonrpc":"1.0","method":7}').status_code < 500
+
+
+def test_unknown_slug_is_404(gateway, token):
+    assert post(f"{gateway}/mcp/nobody-registered-this", token, "{}").status_code == 404
+
+
+def test_run_gateway_command_serves_on_the_given_port(tmp_path):
+    """``manage.py run_gateway --port N`` starts uvicorn with the gateway app (a real subprocess)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"DEBUG": "true", "LANYARD_VAR_DIR": str(tmp_path), "DATABASE_URL": ""}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "run_gateway did not start"
+                time.sleep(0.2)
+        assert answer.json() == {"status": "ok"}
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def recorded(action: str, count: int, timeout: float = 10.0):
+    """The gateway flushes in batches: wait (bounded) for ``count`` chain events of ``action``."""
+    import time
+
+    from audit.models import AuditEvent
+
+    deadline = time.monotonic() + timeout
+    while True:
+        events = list(AuditEvent.objects.filter(action=action).order_by("sequence"))
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
+
+
+def test_calls_are_recorded_on_the_audit_chain_without_arguments(gateway, token, pdp, employee, wired):
+    from audit.verify import verify
+
+    pdp.deny[(subject_id(employee), "tools/call", "delete_page")] = "No deleting."
+
+    async def work(s):
+        await s.call_tool("search", {"query": "secret-argument-value"})
+        try:
+            await s.call_tool("delete_page", {"name": "security"})
+        except MCPError:
+            pass
+
+    try:
+        mcp(f"{gateway}/mcp/team-wiki", token, work)
+    except MCPError:
+        pass
+    allowed, denied = recorded("ai.gateway.tool_call", 2)
+    grant = Grant.objects.get(external_id__startswith="gateway:")
+    for event in (allowed, denied):
+        assert event.connector_id == wired.connector_id  # the registered connector, not a shadow one
+        assert event.actor_identity_id == grant.identity_id
+        assert event.data["latency_ms"] >= 0
+        assert event.data["via"] == "gateway"
+    assert (allowed.outcome, allowed.data["resource"]) == ("success", "search")
+    assert (denied.outcome, denied.data["resource"]) == ("denied", "delete_page")
+    assert "secret-argument-value" not in str(allowed.data)
+    assert "shadow_connector" not in allowed.data.get("flags", [])
+    assert verify().ok
