@@ -31,3 +31,16 @@ def serve(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def run_async(coro):
+    """Run ``coro`` to completion on a loop of its own, in a thread of its own.
+
+    After the browser tests a session-wide Playwright browser keeps a loop running in the main thread,
+    where ``asyncio.run`` refuses to start.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

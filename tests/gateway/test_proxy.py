@@ -7,7 +7,6 @@ of conftest.py (``pdp`` fixture), also on a real port, until the access app's PD
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import httpx
@@ -24,7 +23,7 @@ from gateway.models import Endpoint
 from gateway.proxy import DENIED, UPSTREAM_UNAVAILABLE, create_app
 from tests.factories import ConnectorFactory
 
-from .servers import serve
+from .servers import run_async, serve
 from .test_authorization_server import full_flow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,7 +76,7 @@ def mcp(url: str, token: str | None, work):
             return await work(session)
 
     try:
-        return asyncio.run(go())
+        return run_async(go())
     except BaseExceptionGroup as group:  # the client's task group wraps what the server answered
         while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
             group = group.exceptions[0]
@@ -245,11 +244,19 @@ def recorded(action: str, count: int, timeout: float = 10.0):
     """The gateway flushes in batches: wait (bounded) for ``count`` chain events of ``action``."""
     import time
 
+    from django.db import OperationalError
+
     from audit.models import AuditEvent
 
     deadline = time.monotonic() + timeout
     while True:
-        events = list(AuditEvent.objects.filter(action=action).order_by("sequence"))
+        try:
+            events = list(AuditEvent.objects.filter(action=action).order_by("sequence"))
+            # Wait for the flush's transaction to end too: SQLite's shared-cache test database locks
+            # whole tables while the gateway's writer thread holds them.
+            Grant.objects.exists()
+        except OperationalError:
+            events = []
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.1)

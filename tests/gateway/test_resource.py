@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,6 +15,7 @@ from connectors.models import Connector
 from gateway import resource
 from gateway.models import Endpoint
 from tests.factories import ConnectorFactory
+from tests.gateway.servers import run_async
 
 from .test_authorization_server import full_flow
 
@@ -47,10 +45,7 @@ def call(method, path, **kwargs):
             # cannot be dropped at teardown (PostgreSQL).
             await sync_to_async(connections.close_all)()
 
-    # A loop of its own in a thread of its own: a session-wide Playwright browser keeps a loop running
-    # in the main thread, where asyncio.run refuses to start.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, go()).result()
+    return run_async(go())
 
 
 def test_metadata_per_endpoint(endpoint, settings):
