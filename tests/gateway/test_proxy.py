@@ -26,7 +26,10 @@ from tests.factories import ConnectorFactory
 from .servers import run_async, serve
 from .test_authorization_server import full_flow
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The gateway serves from threads of its own (uvicorn, its event writer) while the test reads the same
+# database: on SQLite's shared-cache test database that locks whole tables and the runs flake, so the
+# end-to-end tests run on PostgreSQL, as a production gateway does (the CI services pass).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 UPSTREAM_KEY = "upstream-secret-held-by-it"
 

@@ -34,12 +34,16 @@ def _drop_connections() -> None:
 @pytest.fixture
 def broker_down(monkeypatch):
     """No eager tasks and a broker URL on a closed local port; back to eager afterwards."""
-    saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager", "task_publish_retry_policy")}
+    saved = {
+        k: app.conf[k]
+        for k in ("broker_url", "broker_write_url", "task_always_eager", "task_publish_retry_policy")
+    }
     saved_env = os.environ.get("CELERY_BROKER_URL")
     _drop_connections()
     # Celery reads CELERY_BROKER_URL from the environment before its own setting (the services pass sets it).
     monkeypatch.setenv("CELERY_BROKER_URL", CLOSED_PORT)
-    app.conf.broker_url = CLOSED_PORT
+    # Once a task has been sent, Celery has copied the broker URL into broker_write_url: set both.
+    app.conf.broker_url = app.conf.broker_write_url = CLOSED_PORT
     app.conf.task_always_eager = False
     app.conf.task_publish_retry_policy = {"max_retries": 0}
 
