@@ -145,12 +145,26 @@ class IngestKey(models.Model):
 
     class Scope(models.TextChoices):
         EVENTS_WRITE = "events:write", "Post AI activity events"
+        ACCESS_EVALUATE = "access:evaluate", "Ask for access decisions (AuthZEN evaluation, evaluations)"
+        ACCESS_SEARCH = "access:search", "Search who and what is permitted (AuthZEN search)"
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list)
     rate_limit_per_minute = models.PositiveIntegerField(default=600)
+    # A policy enforcement point asks far more often than a gateway reports: its own budget.
+    decisions_per_minute = models.PositiveIntegerField(
+        default=120_000, help_text="Access decisions (AuthZEN requests) this key may ask per minute."
+    )
+    reports_devices = models.BooleanField(
+        default=True,
+        help_text=(
+            "The gateway names the person's device in its questions (subject.properties.device). "
+            "Lanyard's own MCP gateway cannot see devices: its key says so, and the default policy "
+            "then asks no device of it (high-risk connectors still need a compliant one)."
+        ),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -106,6 +106,8 @@ class Operation:
     tag: str = ""
     request: RequestBody | None = None
     security: tuple[SecurityScheme, ...] = ()
+    # A standard that fixes its own paths (AuthZEN's /access/v1/...) is served from the site root.
+    server: str = ""
 
 
 _NAMED = (
@@ -188,6 +190,8 @@ def build(operations: Iterable[Operation], tags: Iterable[Tag] = ()) -> dict[str
         if op.tag:
             entry["tags"] = [op.tag]
         entry["security"] = [{scheme.name: []} for scheme in op.security]
+        if op.server:
+            entry["servers"] = [{"url": op.server}]
         if op.request:
             entry["requestBody"] = {
                 "required": True,

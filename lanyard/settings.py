@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "connectors",
     "activity",
     "governance",
+    "access",  # the AuthZEN decision point, Cedar policies (issue 13)
     "signals",  # Shared Signals receiver (issue 15)
     # Operations (issue 17): health-check templates, django-structlog's request middleware.
     "health_check",
@@ -410,6 +411,15 @@ LANYARD_GATEWAY_FLUSH_SECONDS = env.float("LANYARD_GATEWAY_FLUSH_SECONDS", defau
 LANYARD_PDP_URL = env.str("LANYARD_PDP_URL", default=LANYARD_BASE_URL)
 LANYARD_PDP_KEY = env.str("LANYARD_PDP_KEY", default="")
 LANYARD_PDP_TIMEOUT = env.float("LANYARD_PDP_TIMEOUT", default=2.0)
+# The decision point (access app): limits, the shipped default that refuses ownerless connectors,
+# how often permit counts are written, and the decisions kept for the what-if page.
+LANYARD_PDP_MAX_BYTES = env.int("LANYARD_PDP_MAX_BYTES", default=512 * 1024)
+LANYARD_PDP_MAX_EVALUATIONS = env.int("LANYARD_PDP_MAX_EVALUATIONS", default=1000)
+LANYARD_PDP_FORBID_OWNERLESS = env.bool("LANYARD_PDP_FORBID_OWNERLESS", default=True)
+LANYARD_PDP_MAX_DISCOVERIES_PER_HOUR = env.int("LANYARD_PDP_MAX_DISCOVERIES_PER_HOUR", default=100)
+LANYARD_PDP_FLUSH_SECONDS = env.float("LANYARD_PDP_FLUSH_SECONDS", default=1.0)
+LANYARD_PDP_SAMPLES_PER_FLUSH = env.int("LANYARD_PDP_SAMPLES_PER_FLUSH", default=20)
+LANYARD_PDP_SAMPLES_KEPT = env.int("LANYARD_PDP_SAMPLES_KEPT", default=2000)
 # Dynamic client registration (RFC 7591): open | authenticated | off, and the redirect targets allowed
 # besides loopback (https hosts, custom schemes such as vscode or cursor).
 LANYARD_GATEWAY_DCR = env.str("LANYARD_GATEWAY_DCR", default="open")

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from oauth2_provider.views import OAuthServerMetadataView
 
+from access import api as access_api
 from governance import views
 from telemetry.web import GroupHealthView, LivenessView, metrics_view
 
@@ -32,6 +33,9 @@ urlpatterns = [
         name="oauth-authorization-server",
     ),
     path("oauth/", include("gateway.oauth_urls")),
+    # The AuthZEN 1.0 decision point (access app): its paths are the specification's.
+    path(".well-known/authzen-configuration", access_api.metadata, name="authzen-configuration"),
+    path("access/v1/", include("access.urls")),
     # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
     path("ssf/", include("signals.urls")),
     # Operations (issue 17): probes for load balancers, the IAM health page, Prometheus.

@@ -82,6 +82,17 @@ INGEST_REJECTED = Counter(
     "lanyard_ingest_rejected_batches_total", "Ingest batches refused, by HTTP status.", ["status"]
 )
 
+# --- access decisions (AuthZEN) ----------------------------------------------------------------------
+PDP_DECISIONS = Counter(
+    "lanyard_pdp_decisions_total", "Access decisions, by outcome (permit, deny, error).", ["outcome"]
+)
+PDP_LATENCY = Histogram(
+    "lanyard_pdp_request_seconds",
+    "Server time of an AuthZEN request, by endpoint.",
+    ["endpoint"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+)
+
 # --- Celery (the worker processes) -----------------------------------------------------------------
 TASKS = Counter("lanyard_celery_tasks_total", "Celery tasks finished, by task and state.", ["task", "state"])
 TASK_DURATION = Histogram(

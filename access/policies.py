@@ -1,0 +1,145 @@
+"""The policy set the decision point evaluates: Lanyard's defaults plus IAM's enabled policies.
+
+Policies are Cedar, evaluated by Cedar's own engine (``cedarpy``). The set is parsed once per
+*generation* and kept in the process; the generation is the newest ``PolicyVersion`` id (and the
+settings that shape the defaults), read with one indexed query per decision, so an edit in the
+admin is in force for the very next decision in every process.
+
+Every policy carries ``@id`` (the name decisions report) and ``@reason`` (what the person is told when
+it forbids). Cedar itself names policies ``policy0``, ``policy1``...; ``PolicyBook`` maps those back.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cedarpy
+from django.conf import settings
+from django.db.models import Max
+
+from .models import Policy, PolicyVersion
+from .schema import cedar_schema
+
+HERE = Path(__file__).parent / "policies"
+
+
+class PolicyInvalid(ValueError):
+    """A policy does not parse, or does not type-check against the schema; Cedar's own messages."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInfo:
+    id: str
+    effect: str
+    reason: str
+    source: str  # "default" or the name of IAM's policy
+
+
+@dataclass(frozen=True)
+class PolicyBook:
+    """A parsed policy set and what each of Cedar's policy ids means."""
+
+    generation: tuple
+    policies: cedarpy.PolicySet
+    info: dict[str, PolicyInfo]
+    text: str
+
+    def ids(self, cedar_ids: list[str]) -> list[str]:
+        return [self.info[i].id if i in self.info else i for i in cedar_ids]
+
+
+def default_text() -> str:
+    text = (HERE / "default.cedar").read_text()
+    if settings.LANYARD_PDP_FORBID_OWNERLESS:
+        text += "\n" + (HERE / "ownerless.cedar").read_text()
+    return text
+
+
+@functools.cache
+def _schema_json() -> str:
+    return json.dumps(cedar_schema())
+
+
+def _parts(custom: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("default", default_text()), *custom]
+
+
+def _info(parts: list[tuple[str, str]]) -> tuple[str, dict[str, PolicyInfo]]:
+    """Join the parts; map each Cedar id (``policyN`` in the joined text) to its @id, effect and reason."""
+    info: dict[str, PolicyInfo] = {}
+    texts = []
+    n = 0
+    for source, text in parts:
+        parsed = json.loads(cedarpy.policies_to_json_str(text)) if text.strip() else {"staticPolicies": {}}
+        # Cedar numbers policies in the order they appear; the joined text keeps that order per part.
+        for index, (_cid, policy) in enumerate(
+            sorted(parsed["staticPolicies"].items(), key=lambda kv: int(kv[0].removeprefix("policy")))
+        ):
+            notes = policy.get("annotations") or {}
+            pid = notes.get("id") or (f"{source}#{index + 1}" if source != "default" else f"lanyard/{index}")
+            info[f"policy{n}"] = PolicyInfo(pid, policy["effect"], notes.get("reason") or "", source)
+            n += 1
+        texts.append(text)
+    return "\n".join(texts), info
+
+
+def validate(text: str, *, name: str, others: list[tuple[str, str]] | None = None) -> None:
+    """Raise PolicyInvalid unless ``text`` parses and type-checks against the schema, alone and in the set."""
+    try:
+        cedarpy.policies_to_json_str(text)
+    except ValueError as exc:
+        raise PolicyInvalid([str(exc)]) from None
+    others = others if others is not None else _custom_parts(exclude=name)
+    joined, info = _info(_parts([*others, (name, text)]))
+    ids = [i.id for i in info.values()]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise PolicyInvalid([f"Two policies share the @id {', '.join(duplicates)}; each @id must be unique."])
+    result = cedarpy.validate_policies(joined, _schema_json())
+    if not result.validation_passed:
+        messages = []
+        for error in result.errors:
+            pid = getattr(error, "policy_id", "") or ""
+            where = f"{info[pid].id}: " if pid in info else ""
+            messages.append(where + str(getattr(error, "error", error)))
+        raise PolicyInvalid(messages)
+
+
+def _custom_parts(*, exclude: str | None = None) -> list[tuple[str, str]]:
+    rows = Policy.objects.filter(enabled=True).order_by("name").values_list("name", "text")
+    return [(name, text) for name, text in rows if name != exclude]
+
+
+def build(custom: list[tuple[str, str]], generation: tuple = ()) -> PolicyBook:
+    joined, info = _info(_parts(custom))
+    return PolicyBook(generation, cedarpy.PolicySet.from_str(joined), info, joined)
+
+
+def generation() -> tuple:
+    newest = PolicyVersion.objects.aggregate(newest=Max("pk"))["newest"] or 0
+    return (newest, settings.LANYARD_PDP_FORBID_OWNERLESS)
+
+
+_lock = threading.Lock()
+_current: PolicyBook | None = None
+
+
+def current() -> PolicyBook:
+    """The policy set in force (one query to learn the generation; parsed again only when it moved)."""
+    global _current
+    gen = generation()
+    book = _current
+    if book is not None and book.generation == gen:
+        return book
+    with _lock:
+        if _current is None or _current.generation != gen:
+            _current = build(_custom_parts(), gen)
+        return _current
