@@ -140,6 +140,12 @@ def parse(ask: Ask) -> None:
 _hr: tuple[float, dict] = (0.0, {})
 
 
+def forget_hr_order(**kwargs: Any) -> None:
+    """Drop the kept ranking (a source added, removed or marked authoritative in this process)."""
+    global _hr
+    _hr = (0.0, {})
+
+
 def _hr_order() -> dict:
     """The sources ranked for HR data (``connectors.people.hr_order``), kept a minute: it moves with syncs."""
     global _hr

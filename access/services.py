@@ -121,7 +121,7 @@ def _discovery_allowed(key) -> bool:
     """Count one discovery against the key's hourly budget; False once it is spent."""
     cap = settings.LANYARD_PDP_MAX_DISCOVERIES_PER_HOUR
     hour = int(timezone.now().timestamp() // 3600)
-    name = f"lanyard:pdp-discoveries:{getattr(key, 'pk', 0)}:{hour}"
+    name = f"lanyard:pdp-discoveries:{getattr(key, 'prefix', '-')}:{hour}"
     cache.add(name, 0, timeout=3700)
     try:
         count = cache.incr(name)

@@ -42,6 +42,17 @@ class World:
         return body
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    """What a process keeps between decisions (the HR ranking, gathered counts) starts empty per test."""
+    from access import entities, recording
+
+    entities.forget_hr_order()
+    recording.flush()
+    yield
+    recording._buffer.reset()
+
+
 @pytest.fixture
 def world(db, settings):
     settings.LANYARD_PDP_FLUSH_SECONDS = 0  # write counts at once, so tests can read them
