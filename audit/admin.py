@@ -54,9 +54,19 @@ class IngestKeyForm(forms.ModelForm):
         initial=[IngestKey.Scope.EVENTS_WRITE],
     )
 
+    decisions_per_minute = forms.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Access decisions (AuthZEN) per minute, for a policy enforcement point; empty: 120,000.",
+    )
+
     class Meta:
         model = IngestKey
-        fields = ["name", "scopes", "rate_limit_per_minute"]
+        fields = ["name", "scopes", "rate_limit_per_minute", "decisions_per_minute", "reports_devices"]
+
+    def clean_decisions_per_minute(self) -> int:
+        value = self.cleaned_data.get("decisions_per_minute")
+        return value or IngestKey._meta.get_field("decisions_per_minute").default
 
 
 @admin.register(IngestKey)
@@ -67,6 +77,7 @@ class IngestKeyAdmin(admin.ModelAdmin):
         "prefix",
         "scopes",
         "rate_limit_per_minute",
+        "decisions_per_minute",
         "created_at",
         "last_used_at",
         "revoked_at",
@@ -88,6 +99,8 @@ class IngestKeyAdmin(admin.ModelAdmin):
             actor=request.user,
             scopes=list(obj.scopes),
             rate_limit_per_minute=obj.rate_limit_per_minute,
+            decisions_per_minute=obj.decisions_per_minute,
+            reports_devices=obj.reports_devices,
         )
         for field in ("pk", "prefix", "key_hash", "created_by", "created_at", "scopes"):
             setattr(obj, field, getattr(key, field))

@@ -141,7 +141,11 @@ class AuditCheckpoint(AppendOnlyModel):
 
 
 class IngestKey(models.Model):
-    """An API key for one AI gateway; only a hash is kept, the key is shown once at creation."""
+    """An API key for one AI gateway; only a hash is kept, the key is shown once at creation.
+
+    Its scopes say what the gateway may do: report activity (``events:write``, the ingest API) and,
+    as a policy enforcement point, ask for decisions (``access:evaluate``, ``access:search``).
+    """
 
     class Scope(models.TextChoices):
         EVENTS_WRITE = "events:write", "Post AI activity events"
@@ -174,6 +178,7 @@ class IngestKey(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "gateway key"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -370,6 +370,8 @@ def ingest_key_create(
     actor: Any,
     scopes: list[str] | None = None,
     rate_limit_per_minute: int = 600,
+    decisions_per_minute: int | None = None,
+    reports_devices: bool = True,
 ) -> tuple[IngestKey, str]:
     """Create a key for one gateway; return it with the full key, which is shown once and never stored."""
     prefix = secrets.token_hex(6)
@@ -381,13 +383,21 @@ def ingest_key_create(
             key_hash=hash_ingest_key(raw),
             scopes=list(scopes if scopes is not None else [IngestKey.Scope.EVENTS_WRITE]),
             rate_limit_per_minute=rate_limit_per_minute,
+            reports_devices=reports_devices,
             created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+            **({"decisions_per_minute": decisions_per_minute} if decisions_per_minute else {}),
         )
         record(
             "ingest_key.created",
             actor=actor,
             target=key,
-            data={"prefix": prefix, "scopes": key.scopes, "rate_limit_per_minute": rate_limit_per_minute},
+            data={
+                "prefix": prefix,
+                "scopes": key.scopes,
+                "rate_limit_per_minute": rate_limit_per_minute,
+                "decisions_per_minute": key.decisions_per_minute,
+                "reports_devices": key.reports_devices,
+            },
         )
     return key, raw
 
