@@ -1,4 +1,4 @@
-"""IAM's side of the decision point: policies (validated, versioned, audited), what-if, the schema, the counts."""
+"""IAM's side of the decision point: policies (validated, versioned, audited), what-if, schema, counts."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ class PolicyForm(forms.ModelForm):
         if text and name:
             try:
                 if cleaned.get("enabled"):
-                    policies.validate(text, name=name, others=policies._custom_parts(exclude=self.instance.name or name))
+                    policies.validate(
+                        text, name=name, others=policies._custom_parts(exclude=self.instance.name or name)
+                    )
                 else:
                     policies.cedarpy.policies_to_json_str(text)
             except (policies.PolicyInvalid, ValueError) as exc:
@@ -55,7 +57,9 @@ class VersionInline(admin.TabularInline):
 
 class WhatIfForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="The policy this draft would be (a new name adds one).")
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"}))
+    text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"})
+    )
     limit = forms.IntegerField(min_value=1, max_value=2000, initial=500, label="Replay the last N decisions")
 
 

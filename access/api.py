@@ -54,10 +54,12 @@ def _json(status: int, body: Any, request: HttpRequest) -> HttpResponse:
 
 
 def _error(status: int, message: str, request: HttpRequest) -> HttpResponse:
-    return _json(status, wire.Error(error=message), request)
+    return _json(status, wire.AccessError(error=message), request)
 
 
-def _guarded(scope: str, body_type: type, handler: Callable[[HttpRequest, Any, IngestKey], HttpResponse], name: str):
+def _guarded(
+    scope: str, body_type: type, handler: Callable[[HttpRequest, Any, IngestKey], HttpResponse], name: str
+):
     """Authenticate, check the scope and the rate, decode the body; then ``handler(request, body, key)``."""
 
     @csrf_exempt
@@ -79,7 +81,9 @@ def _guarded(scope: str, body_type: type, handler: Callable[[HttpRequest, Any, I
             return _error(403, f"This key lacks the {scope} scope.", request)
         wait = services.rate_limited(key)
         if wait:
-            response = _error(429, f"Rate limit of {key.decisions_per_minute} decisions per minute exceeded.", request)
+            response = _error(
+                429, f"Rate limit of {key.decisions_per_minute} decisions per minute exceeded.", request
+            )
             response["Retry-After"] = str(wait)
             return response
         try:
@@ -102,7 +106,9 @@ def _builtin(value: Any) -> Any:
 
 
 def _decision(result: services.Result) -> wire.Decision:
-    return wire.Decision(decision=result.decision, context=msgspec.convert(result.context(), wire.DecisionContext))
+    return wire.Decision(
+        decision=result.decision, context=msgspec.convert(result.context(), wire.DecisionContext)
+    )
 
 
 def _evaluation(request: HttpRequest, body: wire.EvaluationRequest, key: IngestKey) -> HttpResponse:
@@ -117,13 +123,23 @@ def _evaluation(request: HttpRequest, body: wire.EvaluationRequest, key: IngestK
 def _evaluations(request: HttpRequest, body: wire.EvaluationsRequest, key: IngestKey) -> HttpResponse:
     """Decide a batch; each item overrides the top-level defaults; results in request order."""
     if len(body.evaluations) > settings.LANYARD_PDP_MAX_EVALUATIONS:
-        return _error(413, f"At most {settings.LANYARD_PDP_MAX_EVALUATIONS} evaluations per request.", request)
+        return _error(
+            413, f"At most {settings.LANYARD_PDP_MAX_EVALUATIONS} evaluations per request.", request
+        )
     items = body.evaluations or [wire.EvaluationItem()]
     questions, missing = [], {}
     for n, item in enumerate(items):
-        subject, action, resource = item.subject or body.subject, item.action or body.action, item.resource or body.resource
+        subject, action, resource = (
+            item.subject or body.subject,
+            item.action or body.action,
+            item.resource or body.resource,
+        )
         context = item.context if item.context is not None else (body.context or {})
-        absent = [name for name, part in (("subject", subject), ("action", action), ("resource", resource)) if part is None]
+        absent = [
+            name
+            for name, part in (("subject", subject), ("action", action), ("resource", resource))
+            if part is None
+        ]
         if absent:
             missing[n] = f"Evaluation {n} has no {', '.join(absent)} and the request gives no default."
             questions.append(None)
@@ -182,7 +198,11 @@ def _cursor(page: wire.PageRequest | None, fingerprint: str) -> int:
         value = signing.loads(page.token, salt=_SALT)
     except signing.BadSignature:
         raise QuestionError("page.token is not a token this search returned.") from None
-    if not isinstance(value, dict) or value.get("q") != fingerprint or not isinstance(value.get("after"), int):
+    if (
+        not isinstance(value, dict)
+        or value.get("q") != fingerprint
+        or not isinstance(value.get("after"), int)
+    ):
         raise QuestionError("page.token belongs to a different search.")
     return value["after"]
 
@@ -226,13 +246,16 @@ def _search_subject(request: HttpRequest, body: wire.SearchSubjectRequest, key: 
     if connector is None:
         return _json(200, wire.SearchResults([], wire.Page("", 0, 0)), request)
     holders = set(
-        Grant.objects.filter(connector=connector, status=Grant.Status.ACTIVE, identity__isnull=False)
-        .values_list("identity_id", flat=True)
+        Grant.objects.filter(
+            connector=connector, status=Grant.Status.ACTIVE, identity__isnull=False
+        ).values_list("identity_id", flat=True)
     )
     users = ConnectorRequest.objects.filter(connector=connector, status=ConnectorRequest.Status.PROVISIONED)
     user_ids = {b or r for r, b in users.values_list("requester_id", "on_behalf_of_id")}
     candidates = sorted(
-        holders | set(Identity.objects.filter(user_id__in=user_ids).values_list("pk", flat=True)) if user_ids else holders
+        holders | set(Identity.objects.filter(user_id__in=user_ids).values_list("pk", flat=True))
+        if user_ids
+        else holders
     )
     candidates = [c for c in candidates if c > after]
     found: list[wire.Found] = []
@@ -284,8 +307,11 @@ def _search_resource(request: HttpRequest, body: wire.SearchResourceRequest, key
     users = {s["user_id"] for s in probe.identity["siblings"] if s["user_id"]}
     sources = {s["source_id"] for s in probe.identity["siblings"] if s["source_id"]}
     held = Q(grants__identity_id__in=siblings, grants__status=Grant.Status.ACTIVE)
-    held |= Q(grants__consent_type=Grant.ConsentType.ALL_PRINCIPALS, grants__source_id__in=sources,
-              grants__status=Grant.Status.ACTIVE)  # fmt: skip
+    held |= Q(
+        grants__consent_type=Grant.ConsentType.ALL_PRINCIPALS,
+        grants__source_id__in=sources,
+        grants__status=Grant.Status.ACTIVE,
+    )
     if users:
         held |= Q(requests__status=ConnectorRequest.Status.PROVISIONED, requests__requester_id__in=users)
     qs = Connector.objects.filter(held, status=Connector.Status.ACTIVE, pk__gt=after)
@@ -329,11 +355,15 @@ def _search_action(request: HttpRequest, body: wire.SearchActionRequest, key: In
 
 evaluation = _guarded(IngestKey.Scope.ACCESS_EVALUATE, wire.EvaluationRequest, _evaluation, "evaluation")
 evaluations = _guarded(IngestKey.Scope.ACCESS_EVALUATE, wire.EvaluationsRequest, _evaluations, "evaluations")
-search_subject = _guarded(IngestKey.Scope.ACCESS_SEARCH, wire.SearchSubjectRequest, _search_subject, "search_subject")
+search_subject = _guarded(
+    IngestKey.Scope.ACCESS_SEARCH, wire.SearchSubjectRequest, _search_subject, "search_subject"
+)
 search_resource = _guarded(
     IngestKey.Scope.ACCESS_SEARCH, wire.SearchResourceRequest, _search_resource, "search_resource"
 )
-search_action = _guarded(IngestKey.Scope.ACCESS_SEARCH, wire.SearchActionRequest, _search_action, "search_action")
+search_action = _guarded(
+    IngestKey.Scope.ACCESS_SEARCH, wire.SearchActionRequest, _search_action, "search_action"
+)
 
 
 def metadata_for(base: str) -> wire.Metadata:

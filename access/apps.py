@@ -1,8 +1,12 @@
 from django.apps import AppConfig
 
 # The IAM staff group's permissions on this app's models (governance.iam_group holds the others).
-IAM_PERMISSIONS = {"policy": ["add", "change", "view"], "policyversion": ["view"], "decisioncount": ["view"],
-                   "decisionsample": ["view"]}  # fmt: skip
+IAM_PERMISSIONS = {
+    "policy": ["add", "change", "view"],
+    "policyversion": ["view"],
+    "decisioncount": ["view"],
+    "decisionsample": ["view"],
+}
 
 
 def grant_iam_staff(sender, apps=None, using="default", **kwargs) -> None:

@@ -89,7 +89,9 @@ def parse(ask: Ask) -> None:
     """Check the question's vocabulary and note how it names its subject, connector and device."""
     q = ask.question
     if q.subject.get("type") != "identity":
-        raise QuestionError(f"Unknown subject type {q.subject.get('type')!r}; Lanyard decides for 'identity'.")
+        raise QuestionError(
+            f"Unknown subject type {q.subject.get('type')!r}; Lanyard decides for 'identity'."
+        )
     name = _text(q.action.get("name"), "action.name")
     if name not in ACTIONS:
         raise QuestionError(f"Unknown action {name!r}; one of {', '.join(ACTIONS)}.")
@@ -123,16 +125,17 @@ def parse(ask: Ask) -> None:
         server = _text(rprops.get("server"), "resource.properties.server")
         tool = _text(rprops.get("tool"), "resource.properties.tool") or rid
         if not server or not tool:
-            raise QuestionError("An mcp_tool names properties.server (URL or connector id) and properties.tool.")
+            raise QuestionError(
+                "An mcp_tool names properties.server (URL or connector id) and properties.tool."
+            )
         ref["id" if server.isdigit() else "url"] = server
         ask.tool = ("tool", tool)
     else:
-        raise QuestionError(
-            f"Unknown resource type {kind!r}; one of connector, mcp_server, mcp_tool."
-        )
+        raise QuestionError(f"Unknown resource type {kind!r}; one of connector, mcp_server, mcp_tool.")
     if not ref:
         raise QuestionError(
-            "Name the connector: its Lanyard id, properties.client_id (with properties.source) or properties.url."
+            "Name the connector: its Lanyard id, properties.client_id (with properties.source) or "
+            "properties.url."
         )
     ask.connector_ref = ref
 
@@ -161,9 +164,21 @@ def _identities(asks: list[Ask]) -> None:
     external = keys - emails
     wanted = emails | {e.lower() for e in emails}
     columns = (
-        "pk", "email", "external_id", "name", "department", "status", "status_changed_at", "is_service",
-        "unverified", "person_id", "user_id", "source_id", "source__name", "source__kind",
-    )  # fmt: skip
+        "pk",
+        "email",
+        "external_id",
+        "name",
+        "department",
+        "status",
+        "status_changed_at",
+        "is_service",
+        "unverified",
+        "person_id",
+        "user_id",
+        "source_id",
+        "source__name",
+        "source__kind",
+    )
     if not keys:
         return
     q = Q()
@@ -308,9 +323,18 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .annotate(att_revoke=Exists(revoke_answered) | Exists(overdue))
         .order_by("pk")
-        .values("pk", "identity_id", "source_id", "connector_id", "kind", "status", "scopes", "consent_type",
-                "att_revoke")
-    )  # fmt: skip
+        .values(
+            "pk",
+            "identity_id",
+            "source_id",
+            "connector_id",
+            "kind",
+            "status",
+            "scopes",
+            "consent_type",
+            "att_revoke",
+        )
+    )
     by_identity: dict[int, list[dict]] = defaultdict(list)
     tenant: dict[int, list[dict]] = defaultdict(list)
     for g in grants:
@@ -333,9 +357,19 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
     revoked: dict = {}
     for identity, connector in pairs:
         key = (identity["pk"], connector.pk)
-        own = [g for s in identity["siblings"] for g in by_identity.get(s["pk"], []) if g["connector_id"] == connector.pk]
-        wide = [g for s in identity["siblings"] if s["source_id"] for g in tenant.get(s["source_id"], [])
-                if g["connector_id"] == connector.pk]  # fmt: skip
+        own = [
+            g
+            for s in identity["siblings"]
+            for g in by_identity.get(s["pk"], [])
+            if g["connector_id"] == connector.pk
+        ]
+        wide = [
+            g
+            for s in identity["siblings"]
+            if s["source_id"]
+            for g in tenant.get(s["source_id"], [])
+            if g["connector_id"] == connector.pk
+        ]
         candidates = own + [g for g in wide if g not in own]
         fine = [g for g in candidates if not g["att_revoke"]]
         best[key] = (fine or candidates or [None])[0]
@@ -352,7 +386,9 @@ def _devices(asks: list[Ask]) -> None:
     rows = list(
         Device.objects.filter(values_in("external_id", names))
         .order_by("pk")
-        .values("pk", "external_id", "managed", "compliant", "platform", "owner_id", "owner__person_id", "name")
+        .values(
+            "pk", "external_id", "managed", "compliant", "platform", "owner_id", "owner__person_id", "name"
+        )
     )
     for ask in asks:
         if not ask.device_id or not ask.identity:
@@ -413,8 +449,11 @@ def entities_for(ask: Ask, holdings: tuple[dict, dict, dict], pep: dict[str, Any
     status = identity["standing"]
     grant = ask.grant = best.get(key)
     entities: list[dict] = [
-        {"uid": uid("Person", person_id(identity)), "attrs": {"name": identity["name"] or identity["email"]},
-         "parents": []},
+        {
+            "uid": uid("Person", person_id(identity)),
+            "attrs": {"name": identity["name"] or identity["email"]},
+            "parents": [],
+        },
         {
             "uid": uid("Identity", identity["pk"]),
             "attrs": {
@@ -432,7 +471,7 @@ def entities_for(ask: Ask, holdings: tuple[dict, dict, dict], pep: dict[str, Any
             "parents": [uid("Person", person_id(identity))],
         },
         connector_entity(connector),
-    ]  # fmt: skip
+    ]
     context: dict[str, Any] = {"connector": ref("Connector", connector.pk), "pep": pep}
     if ask.tool:
         tool_kind, name = ask.tool
@@ -450,15 +489,28 @@ def entities_for(ask: Ask, holdings: tuple[dict, dict, dict], pep: dict[str, Any
     if ask.device_id:
         d = ask.device
         if d is not None:
-            owner = f"p{d['owner__person_id']}" if d["owner__person_id"] else (
-                f"i{d['owner_id']}" if d["owner_id"] else NOBODY)  # fmt: skip
+            owner = (
+                f"p{d['owner__person_id']}"
+                if d["owner__person_id"]
+                else (f"i{d['owner_id']}" if d["owner_id"] else NOBODY)
+            )
             device_uid = str(d["pk"])
-            attrs = {"known": True, "managed": d["managed"], "compliant": d["compliant"],
-                     "platform": d["platform"] or "", "owner": ref("Person", owner)}  # fmt: skip
+            attrs = {
+                "known": True,
+                "managed": d["managed"],
+                "compliant": d["compliant"],
+                "platform": d["platform"] or "",
+                "owner": ref("Person", owner),
+            }
         else:
             owner, device_uid = NOBODY, f"unknown:{ask.device_id}"
-            attrs = {"known": False, "managed": False, "compliant": False, "platform": "",
-                     "owner": ref("Person", NOBODY)}  # fmt: skip
+            attrs = {
+                "known": False,
+                "managed": False,
+                "compliant": False,
+                "platform": "",
+                "owner": ref("Person", NOBODY),
+            }
         if owner != person_id(identity):
             entities.append({"uid": uid("Person", owner), "attrs": {"name": ""}, "parents": []})
         entities.append({"uid": uid("Device", device_uid), "attrs": attrs, "parents": []})
@@ -484,11 +536,15 @@ def entities_for(ask: Ask, holdings: tuple[dict, dict, dict], pep: dict[str, Any
         entities.append(
             {
                 "uid": uid("ConnectorApp", app.pk),
-                "attrs": {"client_id": app.client_id, "source": app.source.name, "verified": app.verified,
-                          "connector": ref("Connector", connector.pk)},
+                "attrs": {
+                    "client_id": app.client_id,
+                    "source": app.source.name,
+                    "verified": app.verified,
+                    "connector": ref("Connector", connector.pk),
+                },
                 "parents": [],
             }
-        )  # fmt: skip
+        )
         context["app"] = ref("ConnectorApp", app.pk)
     request = {
         "principal": uid("Identity", identity["pk"]),

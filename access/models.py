@@ -18,7 +18,7 @@ class Policy(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True)
     text = models.TextField(
-        help_text="Cedar policies (permit/forbid). Annotate each with @id(\"...\") and @reason(\"...\"): "
+        help_text='Cedar policies (permit/forbid). Annotate each with @id("...") and @reason("..."): '
         "the reason is what a gateway shows the person when the policy forbids."
     )
     enabled = models.BooleanField(default=True)
@@ -75,6 +75,9 @@ class DecisionCount(models.Model):
         ]
         indexes = [models.Index(fields=["hour"], name="decision_count_hour_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h: {self.permits} permits, {self.denies} denies"
+
 
 class DecisionSample(models.Model):
     """A recent decision with the Cedar request and entities it was decided on (for what-if replays)."""
@@ -89,3 +92,6 @@ class DecisionSample(models.Model):
 
     class Meta:
         ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"{'permit' if self.decision else 'deny'}: {self.summary}"

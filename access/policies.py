@@ -226,7 +226,14 @@ def what_if(*, draft_text: str, name: str, limit: int = 500) -> tuple[int, list[
         answer = cedarpy.is_authorized(sample.request, book.policies, sample.entities)
         if answer.allowed != sample.decision:
             changed.append(
-                Replay(sample.pk, sample.decided_at, sample.summary, sample.decision, answer.allowed,
-                       sample.policies, book.ids(list(answer.diagnostics.reasons)))  # fmt: skip
+                Replay(
+                    sample.pk,
+                    sample.decided_at,
+                    sample.summary,
+                    sample.decision,
+                    answer.allowed,
+                    sample.policies,
+                    book.ids(list(answer.diagnostics.reasons)),
+                )
             )
     return len(samples), changed

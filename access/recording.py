@@ -168,13 +168,13 @@ def flush() -> None:
                             permits=F("permits") + merged[key], denies=F("denies") + denied[key]
                         )
             if grants:
-                Grant.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), pk__in=grants).update(
-                    last_used_at=now
-                )
+                Grant.objects.filter(
+                    Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), pk__in=grants
+                ).update(last_used_at=now)
             if devices:
-                Device.objects.filter(Q(last_seen__isnull=True) | Q(last_seen__lt=now), pk__in=devices).update(
-                    last_seen=now
-                )
+                Device.objects.filter(
+                    Q(last_seen__isnull=True) | Q(last_seen__lt=now), pk__in=devices
+                ).update(last_seen=now)
             if samples:
                 DecisionSample.objects.bulk_create(samples)
                 keep = settings.LANYARD_PDP_SAMPLES_KEPT
@@ -193,7 +193,7 @@ def install_exit_flush() -> None:
 def _exit_flush() -> None:
     try:
         flush()
-    except Exception:  # noqa: BLE001 - interpreter shutdown: nothing to report to
+    except Exception:  # noqa: BLE001, S110 - interpreter shutdown: nothing left to report to
         pass
 
 

@@ -85,11 +85,13 @@ def _fill(template: str, ask: Ask) -> str:
         "source": i.get("standing_source", ""),
         "risk": c.risk if c else "",
         "device_note": (
-            f" ({d['name'] or d['external_id']} is not compliant)" if d
-            else " (the gateway named no device)" if not ask.device_id
+            f" ({d['name'] or d['external_id']} is not compliant)"
+            if d
+            else " (the gateway named no device)"
+            if not ask.device_id
             else f" ({ask.device_id} is not a device Lanyard knows)"
         ),
-    }  # fmt: skip
+    }
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):  # an IAM policy with its own braces: shown as written
@@ -138,9 +140,10 @@ def _discover(ask: Ask, key) -> Connector | None:
     if "client_id" in ref:
         if not ref.get("source"):
             return None  # a client id means nothing without its IdP
-        source = IdentitySource.objects.filter(name=ref["source"]).first() or IdentitySource.objects.filter(
-            kind=ref["source"]
-        ).first()
+        source = (
+            IdentitySource.objects.filter(name=ref["source"]).first()
+            or IdentitySource.objects.filter(kind=ref["source"]).first()
+        )
         if source is None:
             return None
     elif "url" not in ref:
@@ -203,7 +206,9 @@ def _explain(book: PolicyBook, ask: Ask, holdings, pep, answer) -> Result:
     return Result(False, _missing(ask, holdings, pep), [NOT_PERMITTED])
 
 
-def decide(questions: list[Question], *, key=None, stop_on: bool | None = None, record: bool = True) -> list[Result]:
+def decide(
+    questions: list[Question], *, key=None, stop_on: bool | None = None, record: bool = True
+) -> list[Result]:
     """Decide every question, in order (``stop_on``: stop after the first result with that decision)."""
     asks = [Ask(q) for q in questions]
     for ask in asks:
@@ -255,7 +260,11 @@ def decide(questions: list[Question], *, key=None, stop_on: bool | None = None, 
         if result is None:  # an unknown connector: discovered, denied
             connector = _discover(ask, key) if record else None
             ask.connector = connector
-            named = ask.connector_ref.get("url") or ask.connector_ref.get("client_id") or ask.connector_ref.get("id")
+            named = (
+                ask.connector_ref.get("url")
+                or ask.connector_ref.get("client_id")
+                or ask.connector_ref.get("id")
+            )
             if connector is not None:
                 reason = (
                     f"{named} is not a connector IAM has sanctioned; Lanyard recorded it as shadow AI. "

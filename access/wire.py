@@ -30,7 +30,9 @@ class Subject(msgspec.Struct):
 class Action(msgspec.Struct):
     name: Annotated[
         Text,
-        msgspec.Meta(description="`use`, `connect`, `tools/list`, `tools/call`, `resources/read`, `prompts/get`."),
+        msgspec.Meta(
+            description="`use`, `connect`, `tools/list`, `tools/call`, `resources/read`, `prompts/get`."
+        ),
     ]
     properties: dict[str, Any] = {}
 
@@ -44,7 +46,8 @@ class Resource(msgspec.Struct):
         dict[str, Any],
         msgspec.Meta(
             description="connector: `client_id` (with `source`) or `url`, and optionally `tool`, `resource` "
-            "or `prompt` to ask about one of its MCP tools; mcp_tool: `server` (URL or connector id) and `tool`."
+            "or `prompt` to ask about one of its MCP tools; mcp_tool: `server` (URL or connector id) "
+            "and `tool`."
         ),
     ] = {}
 
@@ -89,7 +92,8 @@ class ErrorDetail(msgspec.Struct):
 class DecisionContext(msgspec.Struct, omit_defaults=True):
     id: Annotated[str, msgspec.Meta(description="The decision's id (the audit event's correlation id).")]
     policies: Annotated[
-        list[str], msgspec.Meta(description="The @id of each Cedar policy that decided (or Lanyard's reason code).")
+        list[str],
+        msgspec.Meta(description="The @id of each Cedar policy that decided (or Lanyard's reason code)."),
     ] = []
     reason: Annotated[str, msgspec.Meta(description="Why, in a sentence a gateway can show the person.")] = ""
     reason_user: dict[str, str] = {}
@@ -148,7 +152,9 @@ class SearchActionRequest(msgspec.Struct):
 class Page(msgspec.Struct, omit_defaults=True):
     next_token: Annotated[str, msgspec.Meta(description="Empty on the last page.")]
     count: int
-    total: Annotated[int | None, msgspec.Meta(description="Given when known without deciding every candidate.")] = None
+    total: Annotated[
+        int | None, msgspec.Meta(description="Given when known without deciding every candidate.")
+    ] = None
 
 
 class Found(msgspec.Struct, omit_defaults=True):
@@ -171,7 +177,7 @@ class ActionResults(msgspec.Struct):
     page: Page
 
 
-class Error(msgspec.Struct):
+class AccessError(msgspec.Struct):
     error: Annotated[str, msgspec.Meta(description="What went wrong, in a sentence.")]
 
 

@@ -33,7 +33,11 @@ class World:
 
     def question(self, **overrides: Any) -> dict[str, Any]:
         body = {
-            "subject": {"type": "identity", "id": self.identity.email, "properties": {"device": self.device.external_id}},
+            "subject": {
+                "type": "identity",
+                "id": self.identity.email,
+                "properties": {"device": self.device.external_id},
+            },
             "action": {"name": "tools/call"},
             "resource": {"type": "connector", "id": str(self.connector.pk), "properties": {"tool": "search"}},
             "context": {},
@@ -58,11 +62,15 @@ def world(db, settings):
     settings.LANYARD_PDP_FLUSH_SECONDS = 0  # write counts at once, so tests can read them
     owner = UserFactory(username="olga", email="olga.owner@example.com")
     person = PersonFactory(name="Ann Analyst", email="ann@example.com")
-    identity = IdentityFactory(email="ann@example.com", name="Ann Analyst", person=person, external_id="okta-ann")
+    identity = IdentityFactory(
+        email="ann@example.com", name="Ann Analyst", person=person, external_id="okta-ann"
+    )
     person.primary_identity = identity
     person.save()
     device = DeviceFactory(external_id="DEV-ANN-1", owner=identity, compliant=True, managed=True)
-    connector = ConnectorFactory(name="Notes AI", business_owner=owner, mcp_server_url="https://mcp.notes.example/mcp")
+    connector = ConnectorFactory(
+        name="Notes AI", business_owner=owner, mcp_server_url="https://mcp.notes.example/mcp"
+    )
     grant = GrantFactory(connector=connector, identity=identity, source=identity.source)
     key, raw = ingest_key_create(
         name="kong", actor=None, scopes=[IngestKey.Scope.ACCESS_EVALUATE, IngestKey.Scope.ACCESS_SEARCH]

@@ -16,7 +16,9 @@ from tests.factories import ConnectorFactory, DeviceFactory, GrantFactory, Ident
 
 
 def test_no_key_is_401_with_a_challenge(client, world):
-    response = client.post("/access/v1/evaluation", data=json.dumps(world.question()), content_type="application/json")
+    response = client.post(
+        "/access/v1/evaluation", data=json.dumps(world.question()), content_type="application/json"
+    )
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer realm="lanyard"'
     assert "gateway key" in response.json()["error"]
@@ -33,8 +35,14 @@ def test_a_key_without_the_scope_is_403(ask, world):
     response = ask("evaluation", world.question(), raw=raw)
     assert response.status_code == 403
     assert "access:evaluate" in response.json()["error"]
-    _, evaluate_only = ingest_key_create(name="evaluator", actor=None, scopes=[IngestKey.Scope.ACCESS_EVALUATE])
-    body = {"subject": {"type": "identity"}, "action": {"name": "use"}, "resource": world.question()["resource"]}
+    _, evaluate_only = ingest_key_create(
+        name="evaluator", actor=None, scopes=[IngestKey.Scope.ACCESS_EVALUATE]
+    )
+    body = {
+        "subject": {"type": "identity"},
+        "action": {"name": "use"},
+        "resource": world.question()["resource"],
+    }
     assert ask("search/subject", body, raw=evaluate_only).status_code == 403
 
 
@@ -67,9 +75,22 @@ def test_only_post(client, world):
         (b'{"subject": {"type": "identity", "id": "\xff"}}', 400, "UTF-8"),
         (b"", 400, "empty"),
         (b"[]", 400, "Invalid request"),
-        (json.dumps({"subject": "ann", "action": {"name": "use"}, "resource": {"type": "connector"}}), 400, "subject"),
-        (json.dumps({"subject": {"type": "identity", "id": 7}, "action": {"name": "use"},
-                     "resource": {"type": "connector"}}), 400, "subject.id"),  # fmt: skip
+        (
+            json.dumps({"subject": "ann", "action": {"name": "use"}, "resource": {"type": "connector"}}),
+            400,
+            "subject",
+        ),
+        (
+            json.dumps(
+                {
+                    "subject": {"type": "identity", "id": 7},
+                    "action": {"name": "use"},
+                    "resource": {"type": "connector"},
+                }
+            ),
+            400,
+            "subject.id",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, 400, ""),
     ],
 )
@@ -89,8 +110,12 @@ def test_a_megabyte_is_413(ask, world):
 
 
 def test_ten_thousand_evaluations_is_413(ask, world):
-    body = {"subject": world.question()["subject"], "action": {"name": "use"},
-            "resource": world.question()["resource"], "evaluations": [{}] * 10_000}  # fmt: skip
+    body = {
+        "subject": world.question()["subject"],
+        "action": {"name": "use"},
+        "resource": world.question()["resource"],
+        "evaluations": [{}] * 10_000,
+    }
     response = ask("evaluations", body)
     assert response.status_code == 413
     assert "At most 1000 evaluations" in response.json()["error"]
@@ -127,7 +152,9 @@ def test_unknown_properties_are_ignored(ask, world):
 @pytest.fixture
 def mixed(world):
     """Three connectors: permitted, suspended (deny), permitted."""
-    suspended = ConnectorFactory(name="Suspended AI", business_owner=world.owner, status=Connector.Status.SUSPENDED)
+    suspended = ConnectorFactory(
+        name="Suspended AI", business_owner=world.owner, status=Connector.Status.SUSPENDED
+    )
     GrantFactory(connector=suspended, identity=world.identity)
     third = ConnectorFactory(name="Third AI", business_owner=world.owner)
     GrantFactory(connector=third, identity=world.identity)
@@ -155,7 +182,9 @@ def test_deny_on_first_deny_stops_after_the_deny(ask, world, mixed):
 
 
 def test_permit_on_first_permit_stops_after_the_permit(ask, world, mixed):
-    body = _batch(world, [mixed[1], mixed[0], mixed[2]], options={"evaluations_semantic": "permit_on_first_permit"})
+    body = _batch(
+        world, [mixed[1], mixed[0], mixed[2]], options={"evaluations_semantic": "permit_on_first_permit"}
+    )
     assert [a["decision"] for a in ask("evaluations", body).json()["evaluations"]] == [False, True]
 
 
@@ -178,11 +207,20 @@ def test_items_override_the_defaults(ask, world, mixed):
 
 
 def test_an_item_missing_a_part_with_no_default_is_that_items_error(ask, world, mixed):
-    body = {"action": {"name": "use"}, "evaluations": [
-        {"subject": world.question()["subject"], "resource": {"type": "connector", "id": str(world.connector.pk)}},
-        {"subject": world.question()["subject"]},
-        {"subject": world.question()["subject"], "resource": {"type": "connector", "id": str(mixed[2].pk)}},
-    ]}  # fmt: skip
+    body = {
+        "action": {"name": "use"},
+        "evaluations": [
+            {
+                "subject": world.question()["subject"],
+                "resource": {"type": "connector", "id": str(world.connector.pk)},
+            },
+            {"subject": world.question()["subject"]},
+            {
+                "subject": world.question()["subject"],
+                "resource": {"type": "connector", "id": str(mixed[2].pk)},
+            },
+        ],
+    }
     answers = ask("evaluations", body).json()["evaluations"]
     assert [a["decision"] for a in answers] == [True, False, True]
     assert "has no resource" in answers[1]["context"]["error"]["message"]
@@ -220,8 +258,12 @@ def crowd(world):
 
 
 def test_search_subject_pages_through_who_may_use_a_connector(ask, world, crowd):
-    body = {"subject": {"type": "identity"}, "action": {"name": "use"},
-            "resource": {"type": "connector", "id": str(world.connector.pk)}, "page": {"limit": 2}}  # fmt: skip
+    body = {
+        "subject": {"type": "identity"},
+        "action": {"name": "use"},
+        "resource": {"type": "connector", "id": str(world.connector.pk)},
+        "page": {"limit": 2},
+    }
     seen, pages = [], 0
     while True:
         answer = ask("search/subject", body).json()
@@ -232,14 +274,19 @@ def test_search_subject_pages_through_who_may_use_a_connector(ask, world, crowd)
             break
         body["page"]["token"] = answer["page"]["next_token"]
     # Ann and p1..p4 (with a device, active); p0 suspended; p5, p6 have no device.
-    assert sorted(seen) == sorted(["ann@example.com", "p1@example.com", "p2@example.com", "p3@example.com",
-                                   "p4@example.com"])  # fmt: skip
+    assert sorted(seen) == sorted(
+        ["ann@example.com", "p1@example.com", "p2@example.com", "p3@example.com", "p4@example.com"]
+    )
     assert pages == 3
 
 
 def test_a_tampered_page_token_is_400(ask, world, crowd):
-    body = {"subject": {"type": "identity"}, "action": {"name": "use"},
-            "resource": {"type": "connector", "id": str(world.connector.pk)}, "page": {"limit": 1}}  # fmt: skip
+    body = {
+        "subject": {"type": "identity"},
+        "action": {"name": "use"},
+        "resource": {"type": "connector", "id": str(world.connector.pk)},
+        "page": {"limit": 1},
+    }
     token = ask("search/subject", body).json()["page"]["next_token"]
     body["page"]["token"] = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     assert ask("search/subject", body).status_code == 400
@@ -250,10 +297,16 @@ def test_a_tampered_page_token_is_400(ask, world, crowd):
 
 
 def test_search_resource_lists_the_connectors_a_person_may_use(ask, world, mixed):
-    body = {"subject": world.question()["subject"], "action": {"name": "tools/call"},
-            "resource": {"type": "connector"}, "page": {"limit": 1}}  # fmt: skip
+    body = {
+        "subject": world.question()["subject"],
+        "action": {"name": "tools/call"},
+        "resource": {"type": "connector"},
+        "page": {"limit": 1},
+    }
     first = ask("search/resource", body).json()
-    assert first["results"] == [{"type": "connector", "id": str(world.connector.pk), "properties": {"name": "Notes AI"}}]
+    assert first["results"] == [
+        {"type": "connector", "id": str(world.connector.pk), "properties": {"name": "Notes AI"}}
+    ]
     body["page"]["token"] = first["page"]["next_token"]
     second = ask("search/resource", body).json()
     assert [r["id"] for r in second["results"]] == [str(mixed[2].pk)]  # the suspended one is skipped
@@ -261,10 +314,19 @@ def test_search_resource_lists_the_connectors_a_person_may_use(ask, world, mixed
 
 
 def test_search_resource_as_mcp_servers(ask, world):
-    body = {"subject": world.question()["subject"], "action": {"name": "tools/call"}, "resource": {"type": "mcp_server"}}
+    body = {
+        "subject": world.question()["subject"],
+        "action": {"name": "tools/call"},
+        "resource": {"type": "mcp_server"},
+    }
     results = ask("search/resource", body).json()["results"]
-    assert results == [{"type": "mcp_server", "id": world.connector.mcp_server_url,
-                        "properties": {"connector": str(world.connector.pk), "name": "Notes AI"}}]  # fmt: skip
+    assert results == [
+        {
+            "type": "mcp_server",
+            "id": world.connector.mcp_server_url,
+            "properties": {"connector": str(world.connector.pk), "name": "Notes AI"},
+        }
+    ]
 
 
 def test_search_action(ask, world):
@@ -278,8 +340,11 @@ def test_search_action(ask, world):
 def test_search_records_nothing(ask, world, crowd):
     from audit.models import AuditEvent
 
-    body = {"subject": {"type": "identity"}, "action": {"name": "use"},
-            "resource": {"type": "connector", "id": str(world.connector.pk)}}  # fmt: skip
+    body = {
+        "subject": {"type": "identity"},
+        "action": {"name": "use"},
+        "resource": {"type": "connector", "id": str(world.connector.pk)},
+    }
     ask("search/subject", body)
     assert not AuditEvent.objects.filter(action="access.denied").exists()
 

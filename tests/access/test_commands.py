@@ -24,7 +24,10 @@ def test_pep_key_create_prints_the_key_once_and_keeps_its_hash(db, client, world
     assert key.scopes == ["access:evaluate", "access:search"]
     assert key.reports_devices is True
     response = client.post(
-        "/access/v1/evaluation", world.question(), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+        "/access/v1/evaluation",
+        world.question(),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
     )
     assert response.json()["decision"] is True
 
@@ -59,7 +62,9 @@ def test_pdp_demo_prints_decisions_with_reasons(world):
     from connectors.models import Connector
     from tests.factories import ConnectorFactory, GrantFactory
 
-    suspended = ConnectorFactory(name="Paused AI", status=Connector.Status.SUSPENDED, business_owner=world.owner)
+    suspended = ConnectorFactory(
+        name="Paused AI", status=Connector.Status.SUSPENDED, business_owner=world.owner
+    )
     GrantFactory(connector=suspended, identity=world.identity)
     out = run("pdp_demo")
     assert "PERMIT ann@example.com calls a tool of Notes AI" in out

@@ -54,7 +54,11 @@ def test_identity_by_the_idps_id(ask, world):
 
 
 def test_email_matches_case_insensitively(ask, world):
-    subject = {"type": "identity", "id": "ANN@Example.com", "properties": {"device": world.device.external_id}}
+    subject = {
+        "type": "identity",
+        "id": "ANN@Example.com",
+        "properties": {"device": world.device.external_id},
+    }
     assert decide(ask, world, subject=subject)["decision"] is True
 
 
@@ -63,7 +67,11 @@ def test_email_matches_case_insensitively(ask, world):
     [
         (Connector.Status.SUSPENDED, "lanyard/forbid-connector-suspended", "is suspended by IAM on"),
         (Connector.Status.REVOKED, "lanyard/forbid-connector-revoked", "was revoked by IAM"),
-        (Connector.Status.DISCOVERED, "lanyard/forbid-shadow", "not sanctioned by IAM (shadow AI): request it at"),
+        (
+            Connector.Status.DISCOVERED,
+            "lanyard/forbid-shadow",
+            "not sanctioned by IAM (shadow AI): request it at",
+        ),
     ],
 )
 def test_connector_state_denies_with_its_reason(ask, world, status, policy, words):
@@ -137,7 +145,9 @@ def test_a_provisioned_request_permits_without_an_idp_grant(ask, world):
     Grant.objects.filter(pk=world.grant.pk).delete()
     user = UserFactory(email="ann@example.com", username="ann")
     Identity.objects.filter(pk=world.identity.pk).update(user=user)
-    ConnectorRequestFactory(connector=world.connector, requester=user, status=ConnectorRequest.Status.PROVISIONED)
+    ConnectorRequestFactory(
+        connector=world.connector, requester=user, status=ConnectorRequest.Status.PROVISIONED
+    )
     assert decide(ask, world)["decision"] is True
 
 
@@ -145,7 +155,9 @@ def test_a_request_not_yet_provisioned_does_not_permit(ask, world):
     Grant.objects.filter(pk=world.grant.pk).delete()
     user = UserFactory(email="ann@example.com", username="ann")
     Identity.objects.filter(pk=world.identity.pk).update(user=user)
-    ConnectorRequestFactory(connector=world.connector, requester=user, status=ConnectorRequest.Status.APPROVED)
+    ConnectorRequestFactory(
+        connector=world.connector, requester=user, status=ConnectorRequest.Status.APPROVED
+    )
     assert decide(ask, world)["decision"] is False
 
 
@@ -164,17 +176,23 @@ def test_a_grant_of_another_identity_of_the_same_person_counts(ask, world):
 
 
 def _campaign(**kwargs):
-    defaults = {"name": "Q4 review", "status": AttestationCampaign.Status.RUNNING,
-                "deadline": timezone.now() + timedelta(days=3)}  # fmt: skip
+    defaults = {
+        "name": "Q4 review",
+        "status": AttestationCampaign.Status.RUNNING,
+        "deadline": timezone.now() + timedelta(days=3),
+    }
     return AttestationCampaign.objects.create(**(defaults | kwargs))
 
 
 def test_attestation_answered_revoke_denies(ask, world):
     manager = IdentityFactory(email="max@example.com")
     Attestation.objects.create(
-        campaign=_campaign(), grant=world.grant, identity=world.identity, manager=manager,
+        campaign=_campaign(),
+        grant=world.grant,
+        identity=world.identity,
+        manager=manager,
         decision=Attestation.Decision.REVOKE,
-    )  # fmt: skip
+    )
     answer = decide(ask, world)
     assert answer["decision"] is False
     assert answer["context"]["policies"] == ["lanyard/forbid-attestation-revoke"]
@@ -242,14 +260,20 @@ def test_connector_by_client_id_mcp_server_and_mcp_tool(ask, world):
     assert decide(ask, world, resource=by_client)["decision"] is True
     by_url = {"type": "mcp_server", "id": world.connector.mcp_server_url}
     assert decide(ask, world, resource=by_url)["decision"] is True
-    tool = {"type": "mcp_tool", "id": "search", "properties": {"server": world.connector.mcp_server_url, "tool": "search"}}
+    tool = {
+        "type": "mcp_tool",
+        "id": "search",
+        "properties": {"server": world.connector.mcp_server_url, "tool": "search"},
+    }
     assert decide(ask, world, resource=tool)["decision"] is True
     by_url_prop = {"type": "connector", "properties": {"url": world.connector.mcp_server_url}}
     assert decide(ask, world, resource=by_url_prop)["decision"] is True
 
 
 def test_a_merged_connector_is_decided_as_the_one_it_was_merged_into(ask, world):
-    old = ConnectorFactory(name="Notes AI (Okta)", status=Connector.Status.MERGED, merged_into=world.connector)
+    old = ConnectorFactory(
+        name="Notes AI (Okta)", status=Connector.Status.MERGED, merged_into=world.connector
+    )
     assert decide(ask, world, resource={"type": "connector", "id": str(old.pk)})["decision"] is True
 
 
@@ -380,10 +404,16 @@ def test_a_batch_costs_the_same_queries_as_one(ask, world, settings):
 
     def batch(n):
         items = [
-            {"subject": {"type": "identity", "id": p.email, "properties": {"device": p.devices.get().external_id}},
-             "resource": {"type": "connector", "id": str(c.pk)}}
+            {
+                "subject": {
+                    "type": "identity",
+                    "id": p.email,
+                    "properties": {"device": p.devices.get().external_id},
+                },
+                "resource": {"type": "connector", "id": str(c.pk)},
+            }
             for c, p in list(zip(others, people, strict=True))[:n]
-        ]  # fmt: skip
+        ]
         return {"action": {"name": "use"}, "evaluations": items}
 
     one, twenty = _queries(ask, batch(1), "evaluations"), _queries(ask, batch(20), "evaluations")

@@ -17,15 +17,26 @@ when { resource.name like "delete*" };
 
 
 def _save(client, data, policy=None):
-    url = reverse("admin:access_policy_change", args=[policy.pk]) if policy else reverse("admin:access_policy_add")
-    body = {"name": "no-deletes", "description": "", "text": FORBID_DELETE, "enabled": "on",
-            "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"} | data  # fmt: skip
+    url = (
+        reverse("admin:access_policy_change", args=[policy.pk])
+        if policy
+        else reverse("admin:access_policy_add")
+    )
+    body = {
+        "name": "no-deletes",
+        "description": "",
+        "text": FORBID_DELETE,
+        "enabled": "on",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+    } | data
     return client.post(url, body)
 
 
 def test_a_saved_policy_is_in_force_at_the_next_decision(client, iam, ask, world):
-    delete = world.question(resource={"type": "connector", "id": str(world.connector.pk),
-                                      "properties": {"tool": "delete_note"}})  # fmt: skip
+    delete = world.question(
+        resource={"type": "connector", "id": str(world.connector.pk), "properties": {"tool": "delete_note"}}
+    )
     assert ask("evaluation", delete).json()["decision"] is True
     client.force_login(iam)
     response = _save(client, {})
@@ -40,7 +51,7 @@ def test_a_saved_policy_is_in_force_at_the_next_decision(client, iam, ask, world
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("forbid (principal, action, resource) when { context.connector.colour == \"red\" };", "colour"),
+        ('forbid (principal, action, resource) when { context.connector.colour == "red" };', "colour"),
         ("forbid (principal, action, resource) when {", "unexpected end of input"),
         ('@id("lanyard/forbid-shadow")\nforbid (principal, action, resource);', "share the @id"),
         ('permit (principal, action == Lanyard::Action::"fly", resource);', "fly"),
@@ -64,7 +75,9 @@ def test_every_change_is_a_version_and_an_audit_event_with_the_diff(client, iam)
     assert _save(client, {"text": changed}, policy).status_code == 302
     assert _save(client, {"text": changed, "enabled": ""}, policy).status_code == 302
     assert list(PolicyVersion.objects.order_by("version").values_list("version", "enabled")) == [
-        (1, True), (2, True), (3, False)
+        (1, True),
+        (2, True),
+        (3, False),
     ]
     created, edited, disabled = AuditEvent.objects.filter(action__startswith="policy.").order_by("sequence")
     assert created.action == "policy.created" and edited.action == "policy.changed"
@@ -78,13 +91,20 @@ def test_policies_cannot_be_deleted_only_disabled(client, iam):
     client.force_login(iam)
     _save(client, {})
     policy = Policy.objects.get()
-    assert client.post(reverse("admin:access_policy_delete", args=[policy.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        client.post(reverse("admin:access_policy_delete", args=[policy.pk]), {"post": "yes"}).status_code
+        == 403
+    )
 
 
 def test_what_if_replays_recorded_decisions_under_the_draft(client, iam, ask, world):
     for tool in ("search", "delete_note", "delete_all", "summarise"):
-        ask("evaluation", world.question(resource={"type": "connector", "id": str(world.connector.pk),
-                                                   "properties": {"tool": tool}}))  # fmt: skip
+        ask(
+            "evaluation",
+            world.question(
+                resource={"type": "connector", "id": str(world.connector.pk), "properties": {"tool": tool}}
+            ),
+        )
     assert DecisionSample.objects.count() == 4
     client.force_login(iam)
     response = client.post(
@@ -101,7 +121,9 @@ def test_what_if_replays_recorded_decisions_under_the_draft(client, iam, ask, wo
 
 def test_what_if_with_an_invalid_draft_shows_cedars_message(client, iam):
     client.force_login(iam)
-    response = client.post(reverse("admin:access_policy_whatif"), {"name": "x", "text": "forbid (", "limit": "10"})
+    response = client.post(
+        reverse("admin:access_policy_whatif"), {"name": "x", "text": "forbid (", "limit": "10"}
+    )
     assert b"Cedar:" in response.content
 
 

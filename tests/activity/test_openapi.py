@@ -146,6 +146,8 @@ def _api_routes(patterns, prefix: str = ""):
             yield from _api_routes(p.url_patterns, route)
         elif isinstance(p, URLPattern) and route.startswith(SERVER.strip("/") + "/"):
             yield "/" + route.removeprefix(SERVER.strip("/") + "/")
+        elif isinstance(p, URLPattern) and route.startswith(("access/v1/", ".well-known/authzen")):
+            yield "/" + route  # AuthZEN's own paths, documented with the site root as their server
 
 
 def test_every_api_route_is_documented_and_every_documented_path_is_routed(doc):
@@ -170,9 +172,11 @@ def test_there_are_examples_to_check():
     assert len(response_examples(doc)) >= 10
 
 
-@pytest.mark.parametrize("name", [e[2] for e in request_examples(document())])
+@pytest.mark.parametrize("name", [e[2] for e in request_examples(document()) if e[0] == "/events"])
 def test_each_request_example_decodes_and_is_accepted_by_the_endpoint(client, doc, raw_key, register, name):
-    [(path, method, example)] = [(p, m, v) for p, m, n, v in request_examples(doc) if n == name]
+    [(path, method, example)] = [
+        (p, m, v) for p, m, n, v in request_examples(doc) if n == name and p == "/events"
+    ]
     schema = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     assert errors(doc, schema, example) == []
     body = json.dumps(example).encode()

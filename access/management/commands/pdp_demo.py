@@ -40,55 +40,119 @@ class Command(BaseCommand):
         asked: list[tuple[str, dict]] = []
         live = (
             Grant.objects.filter(
-                status=Grant.Status.ACTIVE, held_at__isnull=True, identity__status=Identity.Status.ACTIVE,
-                connector__status=Connector.Status.ACTIVE, connector__business_owner__isnull=False,
+                status=Grant.Status.ACTIVE,
+                held_at__isnull=True,
+                identity__status=Identity.Status.ACTIVE,
+                connector__status=Connector.Status.ACTIVE,
+                connector__business_owner__isnull=False,
                 identity__devices__compliant=True,
             )
             .select_related("identity", "connector")
             .order_by("pk")
             .first()
-        )  # fmt: skip
+        )
         if live is not None:
             device = live.identity.devices.filter(compliant=True).order_by("pk").first()
             who = live.identity
-            asked.append((f"{who.email} calls a tool of {live.connector.name}, a connector they hold, from "
-                          f"their laptop", {"subject": _subject(who, device), "action": {"name": "tools/call"},
-                                            "resource": _connector(live.connector)}))  # fmt: skip
-            asked.append((f"... the same without naming a device", {"subject": _subject(who, None),
-                          "action": {"name": "tools/call"}, "resource": _connector(live.connector)}))  # fmt: skip
+            asked.append(
+                (
+                    f"{who.email} calls a tool of {live.connector.name}, a connector they hold, from "
+                    f"their laptop",
+                    {
+                        "subject": _subject(who, device),
+                        "action": {"name": "tools/call"},
+                        "resource": _connector(live.connector),
+                    },
+                )
+            )
+            asked.append(
+                (
+                    "... the same without naming a device",
+                    {
+                        "subject": _subject(who, None),
+                        "action": {"name": "tools/call"},
+                        "resource": _connector(live.connector),
+                    },
+                )
+            )
             other = (
-                Connector.objects.filter(status=Connector.Status.ACTIVE).exclude(grants__identity=who).order_by("pk").first()
+                Connector.objects.filter(status=Connector.Status.ACTIVE)
+                .exclude(grants__identity=who)
+                .order_by("pk")
+                .first()
             )
             if other is not None:
-                asked.append((f"... on {other.name}, which they never requested", {"subject": _subject(who, device),
-                              "action": {"name": "use"}, "resource": _connector(other)}))  # fmt: skip
+                asked.append(
+                    (
+                        f"... on {other.name}, which they never requested",
+                        {
+                            "subject": _subject(who, device),
+                            "action": {"name": "use"},
+                            "resource": _connector(other),
+                        },
+                    )
+                )
             shadow = Connector.objects.filter(status=Connector.Status.DISCOVERED).order_by("pk").first()
             if shadow is not None:
-                asked.append((f"... on {shadow.name}, a shadow connector", {"subject": _subject(who, device),
-                              "action": {"name": "use"}, "resource": _connector(shadow)}))  # fmt: skip
-            asked.append(("... on an MCP server nobody registered", {"subject": _subject(who, device),
-                          "action": {"name": "tools/call"},
-                          "resource": {"type": "mcp_server", "id": "https://mcp.unregistered.example/mcp"}}))  # fmt: skip
+                asked.append(
+                    (
+                        f"... on {shadow.name}, a shadow connector",
+                        {
+                            "subject": _subject(who, device),
+                            "action": {"name": "use"},
+                            "resource": _connector(shadow),
+                        },
+                    )
+                )
+            asked.append(
+                (
+                    "... on an MCP server nobody registered",
+                    {
+                        "subject": _subject(who, device),
+                        "action": {"name": "tools/call"},
+                        "resource": {"type": "mcp_server", "id": "https://mcp.unregistered.example/mcp"},
+                    },
+                )
+            )
         suspended = Connector.objects.filter(status=Connector.Status.SUSPENDED).order_by("pk").first()
         holder = (
-            Grant.objects.filter(connector=suspended, identity__isnull=False).select_related("identity").first()
+            Grant.objects.filter(connector=suspended, identity__isnull=False)
+            .select_related("identity")
+            .first()
             if suspended
             else None
         )
         if holder is not None:
-            asked.append((f"{holder.identity.email} on {suspended.name}, suspended by IAM",
-                          {"subject": _subject(holder.identity, holder.identity.devices.first()),
-                           "action": {"name": "use"}, "resource": _connector(suspended)}))  # fmt: skip
+            asked.append(
+                (
+                    f"{holder.identity.email} on {suspended.name}, suspended by IAM",
+                    {
+                        "subject": _subject(holder.identity, holder.identity.devices.first()),
+                        "action": {"name": "use"},
+                        "resource": _connector(suspended),
+                    },
+                )
+            )
         leaver = (
-            Grant.objects.filter(identity__status__in=[Identity.Status.SUSPENDED, Identity.Status.DEPROVISIONED])
+            Grant.objects.filter(
+                identity__status__in=[Identity.Status.SUSPENDED, Identity.Status.DEPROVISIONED]
+            )
             .select_related("identity", "connector")
             .order_by("pk")
             .first()
         )
         if leaver is not None:
-            asked.append((f"{leaver.identity.email}, {leaver.identity.status} at the IdP, on {leaver.connector.name}",
-                          {"subject": _subject(leaver.identity, leaver.identity.devices.first()),
-                           "action": {"name": "use"}, "resource": _connector(leaver.connector)}))  # fmt: skip
+            asked.append(
+                (
+                    f"{leaver.identity.email}, {leaver.identity.status} at the IdP, on "
+                    f"{leaver.connector.name}",
+                    {
+                        "subject": _subject(leaver.identity, leaver.identity.devices.first()),
+                        "action": {"name": "use"},
+                        "resource": _connector(leaver.connector),
+                    },
+                )
+            )
         return asked
 
     def handle(self, *args, url: str | None, key: str | None, **options) -> None:
@@ -106,9 +170,13 @@ class Command(BaseCommand):
                 timeout=10,
             )
             if response.status_code != 200:
-                raise CommandError(f"The decision point answered {response.status_code}: {response.text[:300]}")
-            answers = [(a["decision"], a["context"].get("reason", ""), a["context"].get("policies", []))
-                       for a in response.json()["evaluations"]]  # fmt: skip
+                raise CommandError(
+                    f"The decision point answered {response.status_code}: {response.text[:300]}"
+                )
+            answers = [
+                (a["decision"], a["context"].get("reason", ""), a["context"].get("policies", []))
+                for a in response.json()["evaluations"]
+            ]
         else:
             pep = IngestKey.objects.filter(name="Demo gateway").first()
             questions = [Question(q["subject"], q["action"], q["resource"], {}) for _, q in asked]

@@ -36,11 +36,15 @@ class Command(BaseCommand):
         create.add_argument(
             "--no-devices",
             action="store_true",
-            help="The PEP cannot name devices (Lanyard's own MCP gateway): the default policy asks none of it.",
+            help="The PEP cannot name devices (Lanyard's own MCP gateway): the defaults ask none of it.",
         )
-        create.add_argument("--per-minute", type=int, default=None, help="Decisions per minute (default 120,000).")
         create.add_argument(
-            "--replace", action="store_true", help="Revoke an existing key of that name first (kept, renamed)."
+            "--per-minute", type=int, default=None, help="Decisions per minute (default 120,000)."
+        )
+        create.add_argument(
+            "--replace",
+            action="store_true",
+            help="Revoke an existing key of that name first (kept, renamed).",
         )
         create.add_argument("--quiet", action="store_true", help="Print only the key.")
         sub.add_parser("list", help="List the keys with decision scopes.")
@@ -50,7 +54,9 @@ class Command(BaseCommand):
     def handle(self, *args, verb: str, **options) -> None:
         getattr(self, f"_{verb}")(**options)
 
-    def _create(self, *, name: str, scope, no_devices: bool, per_minute, replace: bool, quiet: bool, **_) -> None:
+    def _create(
+        self, *, name: str, scope, no_devices: bool, per_minute, replace: bool, quiet: bool, **_
+    ) -> None:
         scopes = [SCOPES[s] for s in (scope or ["evaluate", "search"])]
         with transaction.atomic():
             old = IngestKey.objects.select_for_update().filter(name=name).first()
@@ -59,7 +65,9 @@ class Command(BaseCommand):
                     raise CommandError(f"A key named {name!r} exists; revoke it, or pass --replace.")
                 if old.revoked_at is None:
                     ingest_key_revoke(key=old, actor=None)
-                IngestKey.objects.filter(pk=old.pk).update(name=f"{name} (replaced {timezone.now():%Y-%m-%d %H:%M:%S})"[:100])
+                IngestKey.objects.filter(pk=old.pk).update(
+                    name=f"{name} (replaced {timezone.now():%Y-%m-%d %H:%M:%S})"[:100]
+                )
             key, raw = ingest_key_create(
                 name=name,
                 actor=None,
@@ -81,6 +89,7 @@ class Command(BaseCommand):
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
             devices = "names devices" if key.reports_devices else "no devices"
             self.stdout.write(
+                f""
                 f"{key.name}\t{key.prefix}\t{','.join(key.scopes)}\t{devices}\t{key.decisions_per_minute}/min\t{state}"
             )
 
