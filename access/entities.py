@@ -65,6 +65,7 @@ class Ask:
     tool: tuple[str, str] | None = None  # (kind, name)
     app: ConnectorApp | None = None
     device_id: str = ""
+    lanyard_id: int | None = None
     device: dict[str, Any] | None = None
     grant: dict[str, Any] | None = None
 
@@ -101,6 +102,8 @@ def parse(ask: Ask) -> None:
         raise QuestionError("subject.id is empty; send the person's e-mail or the IdP's id.")
     sprops = _props(q.subject)
     ask.device_id = _text(sprops.get("device"), "subject.properties.device")
+    own = _text(sprops.get("lanyard_identity"), "subject.properties.lanyard_identity")
+    ask.lanyard_id = int(own) if own.isdigit() else None
 
     kind = q.resource.get("type")
     rprops = _props(q.resource)
@@ -162,6 +165,8 @@ def _identities(asks: list[Ask]) -> None:
     keys = {a.subject_key for a in asks if not a.error}
     emails = {k for k in keys if "@" in k}
     external = keys - emails
+    # Lanyard's own gateway also names Lanyard's identity id: exact where one e-mail has two identities.
+    own = {a.lanyard_id for a in asks if not a.error and a.lanyard_id}
     wanted = emails | {e.lower() for e in emails}
     columns = (
         "pk",
@@ -186,6 +191,8 @@ def _identities(asks: list[Ask]) -> None:
         q |= values_in("email", wanted)
     if external:
         q |= values_in("external_id", external)
+    if own:
+        q |= values_in("pk", own)
     rows = list(Identity.objects.filter(q).order_by().values(*columns))
     unmatched = {e.lower() for e in emails} - {r["email"].lower() for r in rows}
     if unmatched:  # a mixed-case address stored: the lower(email) path, only when needed
@@ -196,6 +203,10 @@ def _identities(asks: list[Ask]) -> None:
         if ask.error:
             continue
         key, source = ask.subject_key, _text(_props(ask.question.subject).get("source"), "source")
+        exact = [r for r in rows if ask.lanyard_id and r["pk"] == ask.lanyard_id]
+        if exact:
+            ask.identity = dict(exact[0])
+            continue
         if "@" in key:
             found = [r for r in rows if r["email"].lower() == key.lower()]
         else:

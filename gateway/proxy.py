@@ -76,10 +76,14 @@ class Call:
     def subject(self) -> dict[str, Any]:
         """The AuthZEN subject: the register identity the grant names, else the login."""
         if self.claims.get("lanyard_identity"):
+            # AuthZEN's id is the e-mail; Lanyard's own id makes the match exact (one person, two sources).
             return {
                 "type": "identity",
-                "id": str(self.claims["lanyard_identity"]),
-                "properties": {"username": self.claims["username"]},
+                "id": self.claims.get("lanyard_email") or str(self.claims["lanyard_identity"]),
+                "properties": {
+                    "lanyard_identity": str(self.claims["lanyard_identity"]),
+                    "username": self.claims["username"],
+                },
             }
         return {"type": "user", "id": self.claims["sub"], "properties": {"username": self.claims["username"]}}
 

@@ -123,7 +123,12 @@ def test_full_flow_issues_a_bound_short_lived_token_recorded_as_a_grant(client, 
     # The consent page asked the PDP about this person on this connector.
     asked = [r for r in pdp.requests if r["action"]["name"] == "connect"]
     assert asked and asked[0]["resource"]["id"] == str(endpoint.connector.pk)
-    assert asked[0]["subject"]["id"] == str(employee.identities.get().pk)
+    identity = employee.identities.get()
+    assert asked[0]["subject"] == {
+        "type": "identity",
+        "id": identity.email,
+        "properties": {"lanyard_identity": str(identity.pk)},
+    }
 
 
 def test_refresh_rotates_and_the_old_refresh_token_is_refused(client, employee, endpoint, pdp):
@@ -153,7 +158,7 @@ def test_consent_page_shows_connector_owner_scopes_and_risk(client, employee, en
 
 
 def test_consent_refused_with_the_pdp_reason(client, employee, endpoint, pdp):
-    pdp.deny[(str(employee.identities.get().pk), "connect")] = "No approved grant: request it in Lanyard."
+    pdp.deny[(employee.identities.get().email, "connect")] = "No approved grant: request it in Lanyard."
     client_id = register_client(client).json()["client_id"]
     client.force_login(employee)
     params = authorize_params(client_id, pkce()[1])

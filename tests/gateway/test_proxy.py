@@ -62,7 +62,7 @@ def token(client, employee, wired, pdp):
 
 def subject_id(employee) -> str:
     grant = Grant.objects.get(external_id__startswith="gateway:")
-    return str(grant.identity_id or employee.pk)
+    return grant.identity.email if grant.identity_id else str(employee.pk)
 
 
 def mcp(url: str, token: str | None, work):
