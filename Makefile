@@ -73,5 +73,8 @@ bench-audit: venv
 bench-portal: venv
 	$(PY) -m bench.portal
 
+bench-pdp: venv
+	$(PY) -m bench.pdp
+
 clean:
 	rm -rf var .venv

@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -222,19 +222,14 @@ def _people(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
     """Every identity of each asked person, with the standing the person's HR source gives it."""
     found = [a.identity for a in asks if a.identity]
     persons = {i["person_id"] for i in found if i["person_id"]}
-    loners = {i["pk"] for i in found if not i["person_id"]}
     if not found:
         return {}
-    q = Q()
+    columns = ("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
+    # An identity linked to no person is its own family: its row is already read.
+    rows = [{c: i[c] for c in columns} for i in found if not i["person_id"]]
+    rows = list({r["pk"]: r for r in rows}.values())
     if persons:
-        q |= values_in("person_id", persons)
-    if loners:
-        q |= values_in("pk", loners)
-    rows = list(
-        Identity.objects.filter(q)
-        .order_by()
-        .values("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
-    )
+        rows += list(Identity.objects.filter(values_in("person_id", persons)).order_by().values(*columns))
     order = _hr_order()
     hr: dict[int, dict] = {}
     for r in rows:
@@ -314,17 +309,6 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
     source_ids = {s["source_id"] for i, _ in pairs for s in i["siblings"] if s["source_id"]}
     connector_ids = {c.pk for _, c in pairs}
     now = timezone.now()
-    running = AttestationCampaign.Status.RUNNING
-    revoke_answered = Attestation.objects.filter(
-        grant=OuterRef("pk"), campaign__status=running, decision=Attestation.Decision.REVOKE
-    )
-    overdue = Attestation.objects.filter(
-        grant=OuterRef("pk"),
-        campaign__status=running,
-        campaign__policy=AttestationCampaign.Policy.REVOKE,
-        campaign__deadline__lt=now,
-        decision=Attestation.Decision.PENDING,
-    )
     mine = values_in("identity_id", identity_ids)
     if source_ids:  # a tenant-wide consent (Entra's AllPrincipals) covers everyone in that tenant
         mine |= Q(consent_type=Grant.ConsentType.ALL_PRINCIPALS, source_id__in=source_ids)
@@ -332,7 +316,6 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
         Grant.objects.filter(mine, values_in("connector_id", connector_ids), status=Grant.Status.ACTIVE)
         .filter(held_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .annotate(att_revoke=Exists(revoke_answered) | Exists(overdue))
         .order_by("pk")
         .values(
             "pk",
@@ -343,9 +326,12 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
             "status",
             "scopes",
             "consent_type",
-            "att_revoke",
         )
     )
+    grants = list(grants)
+    revoking = _attestation_says_revoke({g["pk"] for g in grants}, now)
+    for g in grants:
+        g["att_revoke"] = g["pk"] in revoking
     by_identity: dict[int, list[dict]] = defaultdict(list)
     tenant: dict[int, list[dict]] = defaultdict(list)
     for g in grants:
@@ -388,6 +374,23 @@ def _holdings(asks: list[Ask]) -> tuple[dict, dict, dict]:
         users = {s["user_id"] for s in identity["siblings"] if s["user_id"]}
         prov[key] = any((connector.pk, u) in provisioned for u in users)
     return best, prov, revoked
+
+
+def _attestation_says_revoke(grant_ids: set[int], now) -> set[int]:
+    """The grants a running review answered "revoke" for, or left pending past a revoke-policy deadline."""
+    if not grant_ids:
+        return set()
+    rows = Attestation.objects.filter(
+        values_in("grant_id", grant_ids),
+        campaign__status=AttestationCampaign.Status.RUNNING,
+        decision__in=[Attestation.Decision.REVOKE, Attestation.Decision.PENDING],
+    ).values_list("grant_id", "decision", "campaign__policy", "campaign__deadline")
+    return {
+        grant_id
+        for grant_id, decision, policy, deadline in rows
+        if decision == Attestation.Decision.REVOKE
+        or (policy == AttestationCampaign.Policy.REVOKE and deadline < now)
+    }
 
 
 def _devices(asks: list[Ask]) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cedarpy
 from django.conf import settings
-from django.db.models import Max
 
 from .models import Policy, PolicyVersion
 from .schema import cedar_schema
@@ -124,7 +123,7 @@ def build(custom: list[tuple[str, str]], generation: tuple = ()) -> PolicyBook:
 
 
 def generation() -> tuple:
-    newest = PolicyVersion.objects.aggregate(newest=Max("pk"))["newest"] or 0
+    newest = PolicyVersion.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     return (newest, settings.LANYARD_PDP_FORBID_OWNERLESS)
 
 

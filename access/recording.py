@@ -24,12 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditEvent
+from audit.services import values_in
 from connectors.models import Device, Grant
 from telemetry import metrics
 
@@ -152,28 +153,14 @@ def flush() -> None:
             denied: Counter[tuple[int | None, datetime]] = Counter()
             for (connector_id, hour, permit), n in counts.items():
                 (merged if permit else denied)[(connector_id, hour)] += n
-            for key in set(merged) | set(denied):
-                connector_id, hour = key
-                updated = DecisionCount.objects.filter(connector_id=connector_id, hour=hour).update(
-                    permits=F("permits") + merged[key], denies=F("denies") + denied[key]
-                )
-                if not updated:
-                    try:
-                        with transaction.atomic():
-                            DecisionCount.objects.create(
-                                connector_id=connector_id, hour=hour, permits=merged[key], denies=denied[key]
-                            )
-                    except IntegrityError:  # another process created the hour's row first
-                        DecisionCount.objects.filter(connector_id=connector_id, hour=hour).update(
-                            permits=F("permits") + merged[key], denies=F("denies") + denied[key]
-                        )
+            _upsert_counts(merged, denied)
             if grants:
                 Grant.objects.filter(
-                    Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), pk__in=grants
+                    Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), values_in("pk", grants)
                 ).update(last_used_at=now)
             if devices:
                 Device.objects.filter(
-                    Q(last_seen__isnull=True) | Q(last_seen__lt=now), pk__in=devices
+                    Q(last_seen__isnull=True) | Q(last_seen__lt=now), values_in("pk", devices)
                 ).update(last_seen=now)
             if samples:
                 DecisionSample.objects.bulk_create(samples)
@@ -184,6 +171,30 @@ def flush() -> None:
     except DatabaseError:
         # Statistics, never a decision: log and drop rather than fail the request that flushed.
         log.warning("could not flush access decision counts", exc_info=True)
+
+
+def _upsert_counts(permits: Counter, denies: Counter) -> None:
+    """Add the counts to their connector-hour rows: one INSERT ... ON CONFLICT per 500 rows.
+
+    PostgreSQL and SQLite (3.24+) share the syntax. A null connector (a question that named none Lanyard
+    knows) never conflicts and makes a row per flush; the figures sum rows.
+    """
+    keys = sorted(set(permits) | set(denies), key=lambda k: (k[0] or 0, k[1]))
+    table = DecisionCount._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            params: list = []
+            for connector_id, hour in chunk:
+                stored = connection.ops.adapt_datetimefield_value(hour)
+                params += [connector_id, stored, permits[(connector_id, hour)], denies[(connector_id, hour)]]
+            cursor.execute(
+                f"INSERT INTO {table} (connector_id, hour, permits, denies) VALUES {values} "  # noqa: S608
+                f"ON CONFLICT (connector_id, hour) DO UPDATE SET "
+                f"permits = {table}.permits + excluded.permits, denies = {table}.denies + excluded.denies",
+                params,
+            )
 
 
 def install_exit_flush() -> None:
