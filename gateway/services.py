@@ -43,7 +43,8 @@ def identity_for_user(user) -> Identity | None:
 def subject_for(user, identity: Identity | None) -> dict[str, Any]:
     """The AuthZEN subject for a person: their register identity when linked, else their login."""
     if identity is not None:
-        return {"type": "identity", "id": identity.email, "properties": {"lanyard_identity": str(identity.pk)}}
+        properties = {"lanyard_identity": str(identity.pk)}
+        return {"type": "identity", "id": identity.email, "properties": properties}
     return {"type": "user", "id": str(user.pk), "properties": {"email": user.email}}
 
 
