@@ -420,3 +420,27 @@ def test_a_batch_costs_the_same_queries_as_one(ask, world, settings):
     assert one == twenty
     answers = ask("evaluations", batch(20)).json()["evaluations"]
     assert all(a["decision"] for a in answers)
+
+
+def test_the_dashboard_shows_decisions_beside_activity(client, iam, ask, world):
+    decide(ask, world)
+    Connector.objects.filter(pk=world.connector.pk).update(status=Connector.Status.SUSPENDED)
+    decide(ask, world)
+    client.force_login(iam)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/audit/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Access decisions, last 30 days" in html
+    assert "1 permitted, 1 denied" in html
+    assert 'href="/audit/events/?action=access.denied"' in html
+    baseline = len(queries)
+    for _ in range(5):
+        decide(
+            ask,
+            world,
+            resource={"type": "connector", "id": str(ConnectorFactory(business_owner=world.owner).pk)},
+        )
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/audit/")
+    assert len(queries) == baseline
