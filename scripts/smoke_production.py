@@ -9,7 +9,8 @@ beat) against a throwaway database and a dedicated Redis database, with the simu
  3. beat's `sync_due_sources` and the sync worker sync every simulated source (seen on /ops/health/);
  4. IAM approves a pending request; the requester's email lands in the file mailbox (mail worker);
  5. IAM revokes an Okta grant from a connector page; the simulator no longer has it (revoke worker);
- 6. a gateway posts an ingest batch with its key;
+ 6. a gateway posts an ingest batch with its key, then asks the decision point (AuthZEN) about the
+    shadow MCP server the batch discovered: denied, with the reason;
  7. /metrics (bearer token) shows request, sync, revocation and ingest metrics from web and workers;
  8. everything is stopped with SIGTERM (gunicorn drains, Celery warm-shuts down) within 40 s.
 
@@ -186,7 +187,8 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
             "-c",
             "from audit.services import ingest_key_create; from governance.models import User;"
             "iam = User.objects.get(email='iam@lanyard.demo');"
-            "print(ingest_key_create(name='smoke gateway', actor=iam)[1])",
+            "print(ingest_key_create(name='smoke gateway', actor=iam,"
+            " scopes=['events:write', 'access:evaluate'])[1])",
         )
         .strip()
         .splitlines()[-1]
@@ -362,6 +364,23 @@ def journey(web: str, sim_url: str, raw_key: str, metrics_token: str, mailbox: P
         fail(f"ingest refused the batch: {ingest.status_code} {ingest.text[:300]}")
     say("a gateway's ingest batch was accepted")
 
+    question = {
+        "subject": {"type": "identity", "id": "employee@lanyard.demo", "properties": {"device": "none"}},
+        "action": {"name": "tools/call"},
+        "resource": {"type": "mcp_server", "id": "https://mcp.smoke.example/sse"},
+    }
+    answer = httpx.post(
+        f"{web}/access/v1/evaluation",
+        json=question,
+        headers={"Authorization": f"Bearer {raw_key}", "X-Request-ID": "smoke-pdp"},
+    )
+    if answer.status_code != 200 or answer.headers.get("X-Request-ID") != "smoke-pdp":
+        fail(f"the decision point answered {answer.status_code}: {answer.text[:300]}")
+    body = answer.json()
+    if body["decision"] is not False or "shadow" not in body["context"].get("reason", ""):
+        fail(f"the decision point permitted a shadow MCP server, or gave no reason: {body}")
+    say(f"the decision point denied the shadow MCP server: {body['context']['reason']}")
+
     if httpx.get(f"{web}/metrics").status_code not in (401, 403):
         fail("/metrics answered without the token")
     text = httpx.get(f"{web}/metrics", headers={"Authorization": f"Bearer {metrics_token}"}).text
@@ -370,6 +389,7 @@ def journey(web: str, sim_url: str, raw_key: str, metrics_token: str, mailbox: P
         'lanyard_sync_duration_seconds_count{outcome="succeeded",source="',
         'lanyard_revocations_total{outcome="revoked"}',
         "lanyard_ingest_events_total 1.0",
+        'lanyard_pdp_decisions_total{outcome="deny"} 1.0',
         'lanyard_celery_tasks_total{state="SUCCESS",task="connectors.sync_source"}',
         "lanyard_audit_chain_length",
         'lanyard_revocations_pending{age="any"} 0.0',
