@@ -4,6 +4,7 @@ from django.urls import include, path
 from oauth2_provider.views import OAuthServerMetadataView
 
 from governance import views
+from signals import stream_api as ssf_transmitter
 from telemetry.web import GroupHealthView, LivenessView, metrics_view
 
 from . import openapi, ops
@@ -32,7 +33,8 @@ urlpatterns = [
         name="oauth-authorization-server",
     ),
     path("oauth/", include("gateway.oauth_urls")),
-    # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
+    # Shared Signals (issue 15): the receiver (RFC 8935 push from the IdPs) and the transmitter
+    path(".well-known/ssf-configuration", ssf_transmitter.configuration, name="ssf-configuration"),
     path("ssf/", include("signals.urls")),
     # Operations (issue 17): probes for load balancers, the IAM health page, Prometheus.
     path("health/live", LivenessView.as_view(), name="health-live"),
