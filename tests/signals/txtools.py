@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -13,8 +14,11 @@ import jwt
 class PushReceiver:
     """Accepts RFC 8935 pushes; verifies each SET against a JWKS fetched over HTTP (PyJWKClient)."""
 
-    def __init__(self, *, jwks_url: str, audience: str, issuer: str):
+    def __init__(self, *, jwks_url: str = "", audience: str, issuer: str, jwks: dict | None = None):
+        # jwks_url: fetched over HTTP for each SET; or jwks: a JWKS document given once (the bench).
         self.jwks_url, self.audience, self.issuer = jwks_url, audience, issuer
+        self.jwks = jwt.PyJWKSet.from_dict(jwks) if jwks else None
+        self.times: list[float] = []  # time.perf_counter() at each verified SET
         self.status = 202  # what to answer (503: "down")
         self.received: list[dict[str, Any]] = []  # verified SETs: {"header", "claims", "authorization"}
         self.attempts = 0
@@ -38,7 +42,10 @@ class PushReceiver:
                     return
                 try:
                     header = jwt.get_unverified_header(body)
-                    key = jwt.PyJWKClient(receiver.jwks_url).get_signing_key(header["kid"])
+                    if receiver.jwks is not None:
+                        key = receiver.jwks[header["kid"]]
+                    else:
+                        key = jwt.PyJWKClient(receiver.jwks_url).get_signing_key(header["kid"])
                     claims = jwt.decode(
                         body,
                         key,
@@ -50,6 +57,7 @@ class PushReceiver:
                     self._answer(400, {"err": "invalid_key", "description": type(exc).__name__})
                     return
                 with receiver.lock:
+                    receiver.times.append(time.perf_counter())
                     receiver.received.append(
                         {
                             "header": header,
