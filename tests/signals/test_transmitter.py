@@ -518,3 +518,20 @@ def test_the_admin_shows_a_new_receiver_token_once(client, iam, tx):
     page = answer.content.decode()
     assert "shown once" in page and "lssf_" in page
     assert AuditEvent.objects.filter(action="ssf.receiver_created", target_label="okta").count() == 1
+
+
+def test_listing_streams_costs_the_same_queries_for_one_and_for_many(tx, client, django_assert_num_queries):
+    headers = {"Authorization": f"Bearer {tx['token']}"}
+    create_stream(tx)
+    with django_assert_num_queries(2) as one:  # the receiver (last use noted moments ago), the streams
+        assert len(client.get("/ssf/streams", headers=headers).json()) == 1
+    for _ in range(5):
+        create_stream(tx)
+    with django_assert_num_queries(len(one.captured_queries)):
+        assert len(client.get("/ssf/streams", headers=headers).json()) == 6
+
+
+def test_an_outsider_sees_none_of_the_transmitter_admin(client, outsider, tx):
+    client.force_login(outsider)
+    for page in ("transmitterreceiver", "transmitterstream", "outboxset", "signingkey"):
+        assert client.get(f"/admin/signals/{page}/").status_code in (302, 403)
