@@ -414,14 +414,19 @@ def test_receiver_down_retries_with_backoff_then_dead_then_replayed_from_the_adm
     assert AuditEvent.objects.filter(action="ssf.set_requeued").count() == 1
 
 
-def test_a_set_the_receiver_refuses_is_dead_at_once(tx):
+def test_a_key_the_receiver_does_not_know_yet_is_retried_but_a_refusal_is_dead_at_once(tx):
     create_stream(tx)
-    tx["push"].audience = "someone else"  # our SETs now fail its audience check: 400 invalid_key here
-    tx["push"].status = 202
+    tx["push"].audience = "someone else"  # our SETs now fail its checks: 400 invalid_key from it
     grant_revoke(grant=portal_grant(), actor="system", reason="x")
     row = outbox_row()
     # invalid_key may be a receiver that has not fetched a new key yet: retried, not dead.
     assert row.state == "pending" and "invalid_key" in row.last_error
+
+    tx["push"].status = 400  # any other refusal: no retry can cure it
+    grant_revoke(grant=portal_grant(), actor="system", reason="y")
+    dead = OutboxSet.objects.exclude(pk=row.pk).get()
+    assert (dead.state, dead.attempts) == ("dead", 1)
+    assert AuditEvent.objects.get(action="ssf.set_dead").data["permanent"] is True
 
 
 def test_the_sweep_delivers_rows_whose_task_was_lost(tx, monkeypatch, settings):
