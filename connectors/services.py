@@ -203,6 +203,7 @@ def grant_revoke(*, grant: Grant, actor: Any, reason: str, confirm_tenant_wide: 
             data={"reason": reason, "tenant_wide": tenant_wide},
         )
         pk = grant.pk
+        signals.grants_revoking.send(sender=Grant, grant_ids=[pk])
         transaction.on_commit(lambda: _enqueue_revocations([pk]))
     return grant
 
@@ -283,6 +284,7 @@ def grant_revoke_many(
                 if local:
                     signals.grants_ended.send(sender=Grant, grant_ids=local)
             if to_idp:
+                signals.grants_revoking.send(sender=Grant, grant_ids=to_idp)
                 transaction.on_commit(lambda pks=to_idp: _enqueue_revocations(pks))
     return RevokeSummary(revoking=revoking, revoked=revoked, skipped_tenant_wide=skipped)
 
@@ -518,6 +520,9 @@ def connector_revoke(
             target=connector,
             data={"reason": reason, "from": previous},
         )
+        signals.connector_status_changed.send(
+            sender=Connector, connector=connector, status=connector.status, previous=previous, reason=reason
+        )
         grant_revoke_many(
             grants_qs=Grant.objects.filter(connector=connector),
             actor=actor,
@@ -598,7 +603,8 @@ def identities_record_status_changes(
     reason: str = "",
 ) -> int:
     """Record one audit event per identity whose status was just changed (``(identity, previous)``)."""
-    return audit.record_batch(
+    changes = list(changes)
+    recorded = audit.record_batch(
         {
             "action": IDENTITY_ACTIONS[identity.status],
             "actor": actor,
@@ -609,6 +615,15 @@ def identities_record_status_changes(
         }
         for identity, previous in changes
     )
+    by_status: dict[str, list[int]] = {}
+    for identity, _ in changes:
+        by_status.setdefault(identity.status, []).append(identity.pk)
+    source_id = source.pk if source is not None else None
+    for status, ids in by_status.items():
+        signals.identities_status_recorded.send(
+            sender=Identity, identity_ids=ids, status=status, source_id=source_id
+        )
+    return recorded
 
 
 def identities_announce_status_changes(*, changed: dict[str, list[int]], source_id: int | None) -> None:

@@ -27,3 +27,17 @@ connector_merged = Signal()
 # (no IdP call: portal credentials, gateway tokens), with grant_ids: list[int], so that the apps above
 # revoke what hangs on them (the gateway's OAuth tokens) in the same transaction.
 grants_ended = Signal()
+
+# Sent synchronously inside the transaction that marks grants revoking (to be revoked at their IdP),
+# with grant_ids: list[int], so that the apps above record what must follow (Shared Signals outbox
+# rows) in the same transaction as the revocation's intent.
+grants_revoking = Signal()
+
+# Sent synchronously inside the transaction that records identities' status changes, with
+# identity_ids: list[int], status: str, source_id: int | None (one send per status), so that the apps
+# above write what must not be lost with the change (identity_status_changed comes after commit).
+identities_status_recorded = Signal()
+
+# Sent synchronously inside the transaction that moves a connector to a new status (suspended,
+# revoked, active again), with connector: Connector, status: str, previous: str, reason: str.
+connector_status_changed = Signal()

@@ -35,6 +35,7 @@ from connectors.models import (
     IllegalTransition,
 )
 from connectors.risk import assess as assess_risk
+from connectors.signals import connector_status_changed
 
 from . import emails
 from .models import ConnectorRequest, Decision, User
@@ -639,8 +640,12 @@ def _connector_move(*, connector: Connector, actor: User, status: str, action: s
         raise NotAllowed("Only IAM staff suspend or resume connectors.")
     with transaction.atomic():
         connector = _lock_connector(connector.pk)
+        previous = connector.status
         _set_connector_status(connector, status, timezone.now())
         record(action, actor=actor, connector=connector, target=connector, data={"reason": reason})
+        connector_status_changed.send(
+            sender=Connector, connector=connector, status=status, previous=previous, reason=reason
+        )
     return connector
 
 

@@ -389,6 +389,25 @@ CELERY_BEAT_SCHEDULE["ssf-poll"] = {
     "schedule": timedelta(seconds=LANYARD_SSF_POLL_SECONDS),
 }
 
+# --- Shared Signals transmitter (signals/): Lanyard's own SETs to gateways and IdPs (SSF 1.0, CAEP)
+# The iss of every SET and the base of the endpoint URLs in /.well-known/ssf-configuration.
+LANYARD_SSF_ISSUER = env.str("LANYARD_SSF_ISSUER", default="") or LANYARD_BASE_URL
+LANYARD_SSF_SIGNING_ALG = env.str("LANYARD_SSF_SIGNING_ALG", default="ES256")  # ES256 | RS256
+# A retired signing key stays in the JWKS this long after a rotation (longer than any SET's life).
+LANYARD_SSF_KEY_RETENTION_HOURS = env.float("LANYARD_SSF_KEY_RETENTION_HOURS", default=24.0)
+LANYARD_SSF_PUSH_TIMEOUT = env.float("LANYARD_SSF_PUSH_TIMEOUT", default=10.0)
+LANYARD_SSF_PUSH_MAX_ATTEMPTS = env.int("LANYARD_SSF_PUSH_MAX_ATTEMPTS", default=10)
+LANYARD_SSF_PUSH_BACKOFF_BASE = env.float("LANYARD_SSF_PUSH_BACKOFF_BASE", default=5.0)
+LANYARD_SSF_PUSH_BACKOFF_MAX = env.float("LANYARD_SSF_PUSH_BACKOFF_MAX", default=3600.0)
+# Beat re-enqueues pending push SETs overdue by this many seconds (a lost task, a broker outage).
+LANYARD_SSF_OUTBOX_SWEEP_SECONDS = env.int("LANYARD_SSF_OUTBOX_SWEEP_SECONDS", default=30)
+# Poll delivery without returnImmediately: how long a poll waits for a SET before answering empty.
+LANYARD_SSF_POLL_WAIT_SECONDS = env.float("LANYARD_SSF_POLL_WAIT_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["ssf-outbox-sweep"] = {
+    "task": "signals.sweep_outbox",
+    "schedule": timedelta(seconds=LANYARD_SSF_OUTBOX_SWEEP_SECONDS),
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -474,6 +493,9 @@ CELERY_TASK_ROUTES = {
     "connectors.revoke_grant_at_idp": {"queue": "revoke"},
     "connectors.sweep_revoking": {"queue": "revoke"},
     "governance.offboard_identity": {"queue": "revoke"},
+    # Lanyard's SETs carry revocations to gateways: the same queue, so mail or syncs never delay them.
+    "signals.deliver_set": {"queue": "revoke"},
+    "signals.sweep_outbox": {"queue": "revoke"},
     "governance.send_email": {"queue": "mail"},
     "governance.attestation_mail": {"queue": "mail"},
 }

@@ -5,6 +5,7 @@ from oauth2_provider.views import OAuthServerMetadataView
 
 from access import api as access_api
 from governance import views
+from signals import stream_api as ssf_transmitter
 from telemetry.web import GroupHealthView, LivenessView, metrics_view
 
 from . import openapi, ops
@@ -36,7 +37,8 @@ urlpatterns = [
     # The AuthZEN 1.0 decision point (access app): its paths are the specification's.
     path(".well-known/authzen-configuration", access_api.metadata, name="authzen-configuration"),
     path("access/v1/", include("access.urls")),
-    # Shared Signals: RFC 8935 push delivery of SETs from the IdPs (issue 15)
+    # Shared Signals (issue 15): the receiver (RFC 8935 push from the IdPs) and the transmitter
+    path(".well-known/ssf-configuration", ssf_transmitter.configuration, name="ssf-configuration"),
     path("ssf/", include("signals.urls")),
     # Operations (issue 17): probes for load balancers, the IAM health page, Prometheus.
     path("health/live", LivenessView.as_view(), name="health-live"),

@@ -1,7 +1,14 @@
 from django.apps import AppConfig
 
 # The IAM staff group's permissions on this app's models (governance.iam_group holds the others).
-IAM_PERMISSIONS = {"receiverstream": ["add", "change", "view"], "receivedset": ["view"]}
+IAM_PERMISSIONS = {
+    "receiverstream": ["add", "change", "view"],
+    "receivedset": ["view"],
+    "transmitterreceiver": ["add", "change", "view"],
+    "transmitterstream": ["change", "view"],
+    "outboxset": ["change", "view"],
+    "signingkey": ["view"],
+}
 
 
 def grant_iam_staff(sender, apps=None, using="default", **kwargs) -> None:
@@ -28,3 +35,7 @@ class SignalsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         post_migrate.connect(grant_iam_staff, sender=self, dispatch_uid="signals.iam_staff")
+
+        from .hooks import connect
+
+        connect()

@@ -16,6 +16,7 @@ IDENTIFIER_CHANGED = RISC + "identifier-changed"
 SESSION_REVOKED = CAEP + "session-revoked"
 CREDENTIAL_CHANGE = CAEP + "credential-change"
 DEVICE_COMPLIANCE_CHANGE = CAEP + "device-compliance-change"
+TOKEN_CLAIMS_CHANGE = CAEP + "token-claims-change"
 VERIFICATION = SSF + "verification"
 STREAM_UPDATED = SSF + "stream-updated"
 
@@ -23,10 +24,20 @@ STREAM_UPDATED = SSF + "stream-updated"
 OFFBOARDING = (ACCOUNT_DISABLED, ACCOUNT_PURGED)
 # Recorded and audited: Lanyard holds nothing it could revoke for a login session or a password
 # (grants are OAuth consents of AI apps, which outlive a session by design).
-RECORD_ONLY = (CREDENTIAL_COMPROMISE, SESSIONS_REVOKED, SESSION_REVOKED, CREDENTIAL_CHANGE)
+RECORD_ONLY = (
+    CREDENTIAL_COMPROMISE,
+    SESSIONS_REVOKED,
+    SESSION_REVOKED,
+    CREDENTIAL_CHANGE,
+    TOKEN_CLAIMS_CHANGE,
+)
 # About the stream itself, not a subject.
 STREAM = (VERIFICATION, STREAM_UPDATED)
 KNOWN = frozenset(OFFBOARDING + RECORD_ONLY + STREAM + (IDENTIFIER_CHANGED, DEVICE_COMPLIANCE_CHANGE))
+
+
+# What Lanyard transmits (signals.outbox); verification SETs go to every stream regardless.
+TRANSMITTED = (SESSION_REVOKED, TOKEN_CLAIMS_CHANGE, CREDENTIAL_CHANGE)
 
 
 def short(event_type: str) -> str:

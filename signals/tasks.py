@@ -28,3 +28,19 @@ def poll_streams() -> dict[str, int]:
         done["streams"] += 1
         done["received"] += summary.received
     return done
+
+
+@shared_task(name="signals.deliver_set", max_retries=0)
+def deliver_set(outbox_id: int) -> str:
+    """Push one outbox SET to its receiver (retries are rescheduled by the service, with backoff)."""
+    from .outbox import outbox_deliver
+
+    return outbox_deliver(outbox_id=outbox_id)
+
+
+@shared_task(name="signals.sweep_outbox", max_retries=0)
+def sweep_outbox() -> int:
+    """Re-enqueue pending push SETs whose task was lost or whose retry is overdue."""
+    from .outbox import enqueue_deliveries, outbox_claim_due
+
+    return enqueue_deliveries(outbox_claim_due())
