@@ -21,6 +21,8 @@ PUBLIC_PREFIXES = ("/accounts/", "/static/", "/api/v1/openapi", "/admin/logout/"
 PUBLIC_PREFIXES += ("/oauth/", "/.well-known/oauth-authorization-server")
 # Load balancers' probes answer anyone, with no detail (tests/ops/test_health.py).
 PUBLIC_PREFIXES += ("/health/live", "/health/ready")
+# Discovery documents of the open standards, public by design: AuthZEN metadata, SSF metadata, its JWKS.
+PUBLIC_PREFIXES += ("/.well-known/authzen-configuration", "/.well-known/ssf-configuration", "/ssf/jwks.json")
 REFUSED = {401, 403, 404}
 
 
