@@ -140,3 +140,48 @@ def test_an_employee_cannot_open_the_policy_pages(client, world):
 
     client.force_login(UserFactory(username="emp"))
     assert client.get(reverse("admin:access_policy_whatif")).status_code in (302, 403)  # not staff
+
+
+def test_the_engine_is_given_only_the_attributes_the_policies_read():
+    from access import policies
+
+    book = policies.build([])
+    # The default set reads these; it never reads an identity's department or a device's platform.
+    assert {
+        "active",
+        "offboarding",
+        "live_grants",
+        "provisioned",
+        "status",
+        "sanctioned",
+        "risk",
+    } <= book.reads
+    assert {"compliant", "known", "owner", "reports_devices", "attestation_revoked"} <= book.reads
+    assert not {"department", "platform", "email", "risk_score"} & book.reads
+    entity = {
+        "uid": {"type": "Lanyard::Identity", "id": "1"},
+        "attrs": {"active": True, "department": "x"},
+        "parents": [],
+    }
+    assert policies.for_engine(book, [entity]) == [{**entity, "attrs": {"active": True}}]
+    # A policy that reads an attribute (even only with `has`) brings it back.
+    custom = policies.build(
+        [("dept", "forbid (principal, action, resource) when { principal has department };")]
+    )
+    assert "department" in custom.reads
+
+
+def test_a_policy_on_an_attribute_the_defaults_never_read_decides(client, iam, ask, world):
+    world.identity.department = "Finance"
+    world.identity.save(update_fields=["department"])
+    assert ask("evaluation", world.question()).json()["decision"] is True
+    client.force_login(iam)
+    text = (
+        '@id("no-finance")\n@reason("Finance may not use AI connectors yet.")\n'
+        'forbid (principal, action, resource) when { principal.department == "Finance" };\n'
+    )
+    response = _save(client, {"name": "no-finance", "text": text})
+    assert response.status_code == 302, response.content[:2000]
+    answer = ask("evaluation", world.question()).json()
+    assert answer["decision"] is False
+    assert answer["context"]["policies"] == ["no-finance"]
