@@ -6,6 +6,10 @@ class ConnectorsConfig(AppConfig):
     verbose_name = "Connector register"
 
     def ready(self) -> None:
+        from . import crypto
+        from .models import IdentitySource
+
+        crypto.register_encrypted_field(IdentitySource, "credentials_encrypted")
         from telemetry import health, metrics
 
         from . import health as connector_health

@@ -60,6 +60,32 @@ def rotate(token: str) -> str:
         ) from None
 
 
+def is_current(token: str) -> bool:
+    """Return whether ``token`` decrypts with the newest key (rotating it would change nothing)."""
+    try:
+        _fernet(tuple(settings.LANYARD_ENCRYPTION_KEYS)[:1]).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+# Every model field holding a value of ``encrypt_json`` (or ``rotate``), as (model, field name);
+# each app registers its own in ``AppConfig.ready`` and ``rotate_encryption_key`` walks them all.
+_ENCRYPTED_FIELDS: list[tuple[type, str]] = []
+
+
+def register_encrypted_field(model: type, field_name: str) -> None:
+    """Declare that ``model.field_name`` holds encrypted material, so that key rotation covers it."""
+    model._meta.get_field(field_name)  # a typo fails at start-up, not at rotation time
+    if (model, field_name) not in _ENCRYPTED_FIELDS:
+        _ENCRYPTED_FIELDS.append((model, field_name))
+
+
+def encrypted_fields() -> list[tuple[type, str]]:
+    """Return every registered (model, field name) holding encrypted material."""
+    return list(_ENCRYPTED_FIELDS)
+
+
 def fingerprint(secret: str) -> str:
     """Return the SHA-256 fingerprint of token material; the material itself is never stored."""
     return hashlib.sha256(secret.encode()).hexdigest()

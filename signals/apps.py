@@ -32,6 +32,13 @@ class SignalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from connectors import crypto
+
+        from .models import ReceiverStream, SigningKey, TransmitterStream
+
+        crypto.register_encrypted_field(ReceiverStream, "poll_authorization_encrypted")
+        crypto.register_encrypted_field(SigningKey, "private_key_encrypted")
+        crypto.register_encrypted_field(TransmitterStream, "authorization_encrypted")
         from django.db.models.signals import post_migrate
 
         post_migrate.connect(grant_iam_staff, sender=self, dispatch_uid="signals.iam_staff")
