@@ -27,10 +27,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from .chain import GENESIS_HASH, encode_datetime, lock_head
-from .models import AuditCheckpoint, AuditEvent
+from .models import AuditCheckpoint, AuditEvent, AuditSigningKey
 from .witness import configured_witness
 
 CHECKPOINT_VERSION = 1
+# Version 2 also signs the previous checkpoint's key id (``prev_key_id``); a checkpoint without one
+# (the first, and those made before key rotation existed) keeps the version 1 message.
+CHECKPOINT_VERSION_ROTATING = 2
+ENDORSEMENT_VERSION = 1
 DEV_KEY_NAME = "audit-signing-key.pem"
 
 
@@ -38,7 +42,7 @@ class SigningKeyError(Exception):
     """The audit signing key is missing or unreadable."""
 
 
-def _parse_private_key(text: str) -> Ed25519PrivateKey:
+def parse_private_key(text: str) -> Ed25519PrivateKey:
     text = text.strip()
     try:
         if text.startswith("-----BEGIN"):
@@ -71,10 +75,10 @@ def _dev_key_path() -> Path:
 
 def _load_private_key(value: str, path: str, debug: bool) -> Ed25519PrivateKey:
     if value:
-        return _parse_private_key(value)
+        return parse_private_key(value)
     if path:
         try:
-            return _parse_private_key(Path(path).read_text())
+            return parse_private_key(Path(path).read_text())
         except OSError as exc:
             raise SigningKeyError(f"LANYARD_AUDIT_SIGNING_KEY_FILE cannot be read: {exc}") from None
     if not (debug or in_test_environment()):
@@ -89,7 +93,7 @@ def _load_private_key(value: str, path: str, debug: bool) -> Ed25519PrivateKey:
         fd = os.open(dev, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
-    return _parse_private_key(dev.read_text())
+    return parse_private_key(dev.read_text())
 
 
 @lru_cache(maxsize=8)
@@ -136,19 +140,180 @@ def load_public_key(pem: str) -> Ed25519PublicKey:
 
 
 def message(
-    *, sequence: int, head_hash: str, prev_signature: str, created_at: dt.datetime, key: str
+    *,
+    sequence: int,
+    head_hash: str,
+    prev_signature: str,
+    created_at: dt.datetime,
+    key: str,
+    prev_key: str = "",
 ) -> bytes:
     """Return the exact bytes a checkpoint signs."""
-    body = [
+    body: list[object] = [
         "lanyard-audit-checkpoint",
-        CHECKPOINT_VERSION,
+        CHECKPOINT_VERSION_ROTATING if prev_key else CHECKPOINT_VERSION,
         sequence,
         head_hash,
         prev_signature,
         encode_datetime(created_at),
         key,
     ]
+    if prev_key:
+        body.append(prev_key)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def endorsement_message(*, key: Ed25519PublicKey, previous_key_id: str, created_at: dt.datetime) -> bytes:
+    """Return the bytes a retiring key signs to hand over to its successor ``key``."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    body = [
+        "lanyard-audit-key",
+        ENDORSEMENT_VERSION,
+        key_id(key),
+        base64.b64encode(raw).decode("ascii"),
+        previous_key_id,
+        encode_datetime(created_at),
+    ]
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# --- the key ring: every key that ever signed, as registered in AuditSigningKey ------------------
+
+
+@dataclass(slots=True)
+class KeyRing:
+    """Trusted public keys by id, each registered key's place in the succession, and what was wrong."""
+
+    keys: dict[str, Ed25519PublicKey]
+    order: dict[str, int]
+    problems: list[str]
+
+
+def key_ring(registered: list[dict], anchors: list[Ed25519PublicKey] | None = None) -> KeyRing:
+    """Check the registered succession of keys; return those to trust.
+
+    ``registered`` are AuditSigningKey values in id order. Each key after the first must name its
+    predecessor and carry the predecessor's endorsement. Trust starts at the first key (or, with
+    ``anchors``, at the first registered key among them) and passes down valid endorsements;
+    ``anchors`` not registered at all are trusted as given (a trail from before registration).
+    """
+    anchor_ids = None if anchors is None else {key_id(k): k for k in anchors}
+    keys: dict[str, Ed25519PublicKey] = dict(anchor_ids or {})
+    order: dict[str, int] = {}
+    problems: list[str] = []
+    trusted_prev: Ed25519PublicKey | None = None
+    prev_id = ""
+    for position, row in enumerate(registered):
+        kid = row["key_id"]
+        try:
+            key = load_public_key(row["public_key"])
+        except (SigningKeyError, ValueError) as exc:
+            problems.append(f"signing key {kid}: unreadable public key ({exc})")
+            trusted_prev, prev_id = None, kid
+            continue
+        if key_id(key) != kid:
+            problems.append(f"signing key {kid}: the public key's id is {key_id(key)}")
+            trusted_prev, prev_id = None, kid
+            continue
+        order[kid] = position
+        endorsed = False
+        if row["previous_key_id"] != prev_id:
+            problems.append(
+                f"signing key {kid}: names {row['previous_key_id'] or 'no key'} as its predecessor, "
+                f"but the key registered before it is {prev_id or 'none'}"
+            )
+        elif trusted_prev is not None:
+            try:
+                trusted_prev.verify(
+                    base64.b64decode(row["endorsement"], validate=True),
+                    endorsement_message(key=key, previous_key_id=prev_id, created_at=row["created_at"]),
+                )
+                endorsed = True
+            except (InvalidSignature, ValueError, binascii.Error):
+                problems.append(f"signing key {kid}: the endorsement by {prev_id} does not verify")
+        if (
+            (anchor_ids is None and position == 0)
+            or (anchor_ids is not None and kid in anchor_ids)
+            or endorsed
+        ):
+            keys[kid] = key
+            trusted_prev = key
+        else:
+            keys.pop(kid, None)
+            trusted_prev = None
+        prev_id = kid
+    return KeyRing(keys, order, problems)
+
+
+def registered_keys(using: str = "default") -> list[dict]:
+    """Return the AuditSigningKey rows as dicts, in the order the keys took over."""
+    return list(
+        AuditSigningKey.objects.using(using)
+        .order_by("id")
+        .values("key_id", "public_key", "previous_key_id", "endorsement", "created_at")
+    )
+
+
+def _register_first(key: Ed25519PublicKey) -> AuditSigningKey:
+    return AuditSigningKey.objects.create(key_id=key_id(key), public_key=public_key_pem(key))
+
+
+def _signing_key_in_use(kid: str, key: Ed25519PrivateKey, last: AuditCheckpoint | None) -> None:
+    """Refuse to sign with a key that is not registered, or that a successor has replaced."""
+    registered = dict(AuditSigningKey.objects.order_by("id").values_list("key_id", "id"))
+    if not registered:
+        _register_first(key.public_key())  # the first checkpoint (or the first since upgrading)
+        return
+    if kid not in registered:
+        raise SigningKeyError(
+            f"the configured audit signing key {kid} is not registered: register a new key with "
+            "`manage.py audit_rotate_signing_key` while the current one is still configured, then switch"
+        )
+    if last is not None and last.key_id in registered and registered[last.key_id] > registered[kid]:
+        raise SigningKeyError(
+            f"the configured audit signing key {kid} is retired: {last.key_id} has signed since; "
+            "configure that key on every process"
+        )
+
+
+def signing_key_rotate(*, new_key: Ed25519PrivateKey, actor: object = "system") -> AuditSigningKey:
+    """Register ``new_key`` as the successor of the configured key, endorsed by it; record it."""
+    from .services import record
+
+    current = private_key()
+    current_id = key_id(current.public_key())
+    new_public = new_key.public_key()
+    new_id = key_id(new_public)
+    with transaction.atomic():
+        lock_head()
+        if not AuditSigningKey.objects.exists():
+            _register_first(current.public_key())
+        newest = AuditSigningKey.objects.order_by("-id").first()
+        if new_id == current_id or AuditSigningKey.objects.filter(key_id=new_id).exists():
+            raise SigningKeyError(f"the key {new_id} is already registered")
+        if newest.key_id != current_id:
+            raise SigningKeyError(
+                f"the configured key {current_id} is not the newest registered key ({newest.key_id}): "
+                "configure that one before rotating again"
+            )
+        created_at = timezone.now()
+        endorsement = current.sign(
+            endorsement_message(key=new_public, previous_key_id=current_id, created_at=created_at)
+        )
+        registered = AuditSigningKey.objects.create(
+            key_id=new_id,
+            public_key=public_key_pem(new_public),
+            previous_key_id=current_id,
+            endorsement=base64.b64encode(endorsement).decode("ascii"),
+            created_at=created_at,
+        )
+        record(
+            "audit.signing_key_rotated",
+            actor=actor,
+            target=registered,
+            data={"key_id": new_id, "previous_key_id": current_id},
+        )
+    return registered
 
 
 def checkpoint_create(
@@ -173,7 +338,9 @@ def checkpoint_create(
         previous = AuditCheckpoint.objects.order_by("-id").first()
         if unless_signed and previous is not None and previous.head_hash == head_hash:
             return previous
+        _signing_key_in_use(kid, key, previous)
         prev_signature = previous.signature if previous else ""
+        prev_key = previous.key_id if previous else ""
         created_at = timezone.now()
         signature = key.sign(
             message(
@@ -182,6 +349,7 @@ def checkpoint_create(
                 prev_signature=prev_signature,
                 created_at=created_at,
                 key=kid,
+                prev_key=prev_key,
             )
         )
         checkpoint = AuditCheckpoint.objects.create(
@@ -191,6 +359,7 @@ def checkpoint_create(
             prev_signature=prev_signature,
             signature=base64.b64encode(signature).decode("ascii"),
             key_id=kid,
+            prev_key_id=prev_key,
         )
         # Witnessed before it commits: a witness that cannot be written rolls the checkpoint back
         # (WitnessError; the task retries), so no checkpoint exists that was not witnessed.
@@ -209,6 +378,7 @@ class CheckpointRow:
     prev_signature: str
     signature: str
     key_id: str
+    prev_key_id: str = ""
 
 
 def signature_valid(row: CheckpointRow, keys: dict[str, Ed25519PublicKey]) -> bool:
@@ -226,8 +396,27 @@ def signature_valid(row: CheckpointRow, keys: dict[str, Ed25519PublicKey]) -> bo
                 prev_signature=row.prev_signature,
                 created_at=row.created_at,
                 key=row.key_id,
+                prev_key=row.prev_key_id,
             ),
         )
     except (InvalidSignature, ValueError, binascii.Error):
         return False
     return True
+
+
+def succession_problem(row: CheckpointRow, previous: CheckpointRow | None, order: dict[str, int]) -> str:
+    """Return why ``row``'s key does not follow from ``previous``'s ("" when it does)."""
+    if previous is None:
+        return "names a previous key but no checkpoint precedes it" if row.prev_key_id else ""
+    if row.prev_key_id and row.prev_key_id != previous.key_id:
+        return (
+            f"names {row.prev_key_id} as the previous key, "
+            f"but the previous checkpoint was signed by {previous.key_id}"
+        )
+    if row.key_id == previous.key_id:
+        return ""
+    if not row.prev_key_id:
+        return f"the key changed from {previous.key_id} to {row.key_id} without naming the previous key"
+    if row.key_id in order and previous.key_id in order and order[row.key_id] < order[previous.key_id]:
+        return f"signed by {row.key_id}, retired since {previous.key_id} signed"
+    return ""

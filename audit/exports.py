@@ -473,15 +473,17 @@ def chain_event(values: tuple, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def write_bundle(directory, *, using: str = "default") -> dict[str, int]:
-    """Write events.jsonl, checkpoints.jsonl and audit-public-key.pem into ``directory``.
+    """Write events.jsonl, checkpoints.jsonl, audit-signing-keys.jsonl and audit-public-key.pem.
 
     The events are the whole chain in order, streamed; the checkpoints are the database's, in
-    the witness record format (``audit.witness.record_line``). Returns the counts written.
+    the witness record format (``audit.witness.record_line``); the signing keys every key that
+    ever signed, in the order they took over, each with its predecessor's endorsement (the
+    offline verifier's ``--signing-keys``). Returns the counts written.
     """
     from pathlib import Path
 
     from .chain import HASHED_FIELDS
-    from .checkpoints import key_id, public_key, public_key_pem
+    from .checkpoints import key_id, public_key, public_key_pem, registered_keys
     from .models import AuditCheckpoint
     from .witness import record_line
 
@@ -505,7 +507,13 @@ def write_bundle(directory, *, using: str = "default") -> dict[str, int]:
         for checkpoint in AuditCheckpoint.objects.using(using).order_by("id").iterator():
             fh.write(record_line(checkpoint))
             checkpoints += 1
+    from .chain import encode_datetime
+
+    keys = registered_keys(using)
+    with (directory / "audit-signing-keys.jsonl").open("w", encoding="ascii") as fh:
+        for row in keys:
+            fh.write(dumps({**row, "created_at": encode_datetime(row["created_at"])}) + "\n")
     key = public_key()
     (directory / "audit-public-key.pem").write_text(public_key_pem(key))
     (directory / "audit-public-key.id").write_text(key_id(key) + "\n")
-    return {"events": events, "checkpoints": checkpoints}
+    return {"events": events, "checkpoints": checkpoints, "signing_keys": len(keys)}

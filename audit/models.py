@@ -132,12 +132,41 @@ class AuditCheckpoint(AppendOnlyModel):
     prev_signature = models.TextField(blank=True)
     signature = models.TextField()
     key_id = models.CharField(max_length=64)
+    # The key that signed the previous checkpoint (signed too): a rotation names the key it replaces.
+    # Blank on the first checkpoint and on checkpoints made before key rotation existed.
+    prev_key_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"checkpoint @ #{self.sequence}"
+
+
+class AuditSigningKey(AppendOnlyModel):
+    """The public half of every key that ever signed checkpoints, in the order they took over.
+
+    Append-only: a key is never removed (old checkpoints stay verifiable). The first key is
+    registered by the first checkpoint; each later one by ``audit_rotate_signing_key``, which has the
+    previous key sign ``endorsement`` over the new key (``audit.checkpoints.endorsement_message``), so
+    whoever trusts the first public key can trust its successors without asking the database.
+    A key is retired once a checkpoint signed by its successor exists.
+    """
+
+    key_id = models.CharField(max_length=16, unique=True)
+    public_key = models.TextField(help_text="PEM (SubjectPublicKeyInfo), Ed25519.")
+    previous_key_id = models.CharField(max_length=16, blank=True)
+    endorsement = models.TextField(blank=True, help_text="The previous key's signature over this key.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["previous_key_id"], name="auditsigningkey_one_successor_each"),
+        ]
+
+    def __str__(self) -> str:
+        return f"audit signing key {self.key_id}"
 
 
 class IngestKey(models.Model):

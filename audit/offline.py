@@ -5,7 +5,12 @@ and the published public key, recompute every event's hash, check every link and
 checkpoint signature, and compare with the witness if one is given::
 
     python -m audit.offline --events events.jsonl --checkpoints checkpoints.jsonl \\
-        --public-key audit-public-key.pem [--witness /srv/lanyard-witness] [--quiet]
+        --public-key audit-public-key.pem [--signing-keys audit-signing-keys.jsonl] \\
+        [--witness /srv/lanyard-witness] [--quiet]
+
+Across key rotations: ``--public-key`` names the keys you trust (as published, e.g. the first one);
+``--signing-keys`` (from the bundle) lists every key that ever signed, each after the first endorsed
+by its predecessor, so trust passes from a published key to its successors without the database.
 
 Exit status 0 when everything verifies, 1 naming each problem, 2 when the files cannot be read.
 Anyone holding the export and the public key can run it (an auditor's laptop): this module
@@ -39,6 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CHAIN_VERSION = 1
 CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION_ROTATING = 2  # also signs prev_key_id
+ENDORSEMENT_VERSION = 1
 GENESIS_HASH = "0" * 64
 # The canonical order (audit.chain.HASHED_FIELDS); the export writes each event under these names.
 HASHED_FIELDS = (
@@ -109,6 +116,10 @@ def checkpoint_message(cp: dict) -> bytes:
         created,
         cp["key_id"],
     ]
+    prev_key = cp.get("prev_key_id", "")
+    if prev_key:
+        body[1] = CHECKPOINT_VERSION_ROTATING
+        body.append(prev_key)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -128,6 +139,100 @@ def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
             raise InputError(f"{path}: not an Ed25519 public key")
         keys[key_id(key)] = key
     return keys
+
+
+def endorsement_message(key: Ed25519PublicKey, previous_key_id: str, created_at: str) -> bytes:
+    """Return the bytes a retiring key signs for its successor (``audit.checkpoints.endorsement_message``)."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    created = _time(created_at).astimezone(dt.UTC).isoformat(timespec="microseconds")
+    body = [
+        "lanyard-audit-key",
+        ENDORSEMENT_VERSION,
+        key_id(key),
+        base64.b64encode(raw).decode("ascii"),
+        previous_key_id,
+        created,
+    ]
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def load_signing_keys(
+    path: Path, anchors: dict[str, Ed25519PublicKey], report: Report
+) -> tuple[dict[str, Ed25519PublicKey], dict[str, int]]:
+    """Extend the trusted ``anchors`` down the endorsed succession in ``path``; return keys and order.
+
+    Trust starts at the first listed key that is an anchor and passes to each successor whose
+    endorsement its predecessor signed; a broken link is reported and trusts nothing after it.
+    """
+    keys = dict(anchors)
+    order: dict[str, int] = {}
+    trusted_prev: Ed25519PublicKey | None = None
+    prev_id = ""
+    for position, (where, value, error) in enumerate(_lines(path)):
+        if value is not None:
+            try:
+                kid, pem = value["key_id"], value["public_key"]
+                previous, endorsement = value["previous_key_id"], value["endorsement"]
+                key = serialization.load_pem_public_key(pem.encode())
+                if not isinstance(key, Ed25519PublicKey):
+                    raise ValueError("not an Ed25519 public key")
+                if key_id(key) != kid:
+                    raise ValueError(f"the public key's id is {key_id(key)}, not {kid}")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                error = f"not a signing key record ({exc})"
+        if error:
+            report.problems.append(f"signing keys {where}: {error}")
+            trusted_prev, prev_id = None, ""
+            continue
+        order[kid] = position
+        endorsed = False
+        if previous != prev_id:
+            report.problems.append(
+                f"signing keys {where}: {kid} names {previous or 'no key'} as its predecessor, "
+                f"not {prev_id or 'none'}"
+            )
+        elif trusted_prev is not None:
+            try:
+                trusted_prev.verify(
+                    base64.b64decode(endorsement, validate=True),
+                    endorsement_message(key, previous, value["created_at"]),
+                )
+                endorsed = True
+            except (InvalidSignature, ValueError, binascii.Error, TypeError, KeyError):
+                report.problems.append(
+                    f"signing keys {where}: the endorsement of {kid} by {prev_id} does not verify"
+                )
+        if kid in anchors or endorsed:
+            keys[kid] = key
+            trusted_prev = key
+        else:
+            keys.pop(kid, None)
+            trusted_prev = None
+        prev_id = kid
+    return keys, order
+
+
+def succession_problem(cp: dict, previous: dict | None, order: dict[str, int]) -> str:
+    """Return why ``cp``'s key does not follow from ``previous``'s ("" when it does)."""
+    prev_key = cp.get("prev_key_id", "")
+    if previous is None:
+        return "names a previous key but no checkpoint precedes it" if prev_key else ""
+    if prev_key and prev_key != previous["key_id"]:
+        return (
+            f"names {prev_key} as the previous key, "
+            f"but the previous checkpoint was signed by {previous['key_id']}"
+        )
+    if cp["key_id"] == previous["key_id"]:
+        return ""
+    if not prev_key:
+        return f"the key changed from {previous['key_id']} to {cp['key_id']} without naming the previous key"
+    if (
+        cp["key_id"] in order
+        and previous["key_id"] in order
+        and order[cp["key_id"]] < order[previous["key_id"]]
+    ):
+        return f"signed by {cp['key_id']}, retired since {previous['key_id']} signed"
+    return ""
 
 
 def signature_valid(cp: dict, keys: dict[str, Ed25519PublicKey]) -> bool:
@@ -172,6 +277,8 @@ def _checkpoint_error(value: dict) -> str:
         return f"not a checkpoint record (missing {', '.join(missing)})"
     if type(value["id"]) is not int or type(value["sequence"]) is not int:
         return "not a checkpoint record (id and sequence must be integers)"
+    if not isinstance(value.get("prev_key_id", ""), str):
+        return "not a checkpoint record (prev_key_id must be a string)"
     try:
         _time(value["created_at"])
     except (TypeError, ValueError) as exc:
@@ -187,6 +294,7 @@ class Report:
     checkpoints: int = 0
     witnessed: int | None = None
     unsigned_tail: int = 0
+    keys: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -221,19 +329,28 @@ def verify(
     checkpoints_path: Path,
     keys: dict[str, Ed25519PublicKey],
     witness_paths: list[Path] | None = None,
+    signing_keys_path: Path | None = None,
 ) -> Report:
     """Check the exported events and checkpoints (and witness records) against the public keys."""
     report = Report()
+    order: dict[str, int] = {}
+    if signing_keys_path is not None:
+        keys, order = load_signing_keys(signing_keys_path, keys, report)
+    report.keys = sorted(keys)
     checkpoints = _read_checkpoints(checkpoints_path, keys, report, "checkpoints")
     report.checkpoints = len(checkpoints)
     checkpoints.sort(key=lambda cp: cp["id"])
     prev_signature, prev_sequence = "", 0
+    previous = None
     for cp in checkpoints:
         if cp["prev_signature"] != prev_signature:
             report.problems.append(f"{cp['where']}: does not cover the previous checkpoint (one removed?)")
         if cp["sequence"] < prev_sequence:
             report.problems.append(f"{cp['where']}: sequence went back from {prev_sequence}")
-        prev_signature, prev_sequence = cp["signature"], cp["sequence"]
+        succession = succession_problem(cp, previous, order)
+        if succession:
+            report.problems.append(f"{cp['where']}: {succession}")
+        prev_signature, prev_sequence, previous = cp["signature"], cp["sequence"], cp
 
     # What must hold at a sequence: {sequence: (head hash, who says so)}.
     pinned: dict[int, tuple[str, str]] = {}
@@ -252,7 +369,9 @@ def verify(
         for record in witnessed:
             seen.add(record["id"])
             mine = by_id.get(record["id"])
-            if mine is not None and any(mine[k] != record[k] for k in _CHECKPOINT_FIELDS):
+            if mine is not None and any(
+                mine.get(k, "") != record.get(k, "") for k in (*_CHECKPOINT_FIELDS, "prev_key_id")
+            ):
                 report.problems.append(f"{mine['where']}: differs from {record['where']} (rewritten)")
             known = pinned.get(record["sequence"])
             if known is not None and known[0] != record["head_hash"]:
@@ -336,13 +455,20 @@ def main(argv: list[str] | None = None) -> int:
         help="published PEM public key (repeatable)",
     )
     parser.add_argument(
+        "--signing-keys",
+        type=Path,
+        help="audit-signing-keys.jsonl from the bundle: the endorsed successors of the trusted keys",
+    )
+    parser.add_argument(
         "--witness", type=Path, action="append", help="witness directory or file to compare with (repeatable)"
     )
     parser.add_argument("--quiet", action="store_true", help="print problems only")
     args = parser.parse_args(argv)
     try:
         keys = load_public_keys(args.public_key)
-        report = verify(args.events, args.checkpoints, keys, args.witness)
+        if args.signing_keys is not None and not args.signing_keys.is_file():
+            raise InputError(f"{args.signing_keys}: no such file")
+        report = verify(args.events, args.checkpoints, keys, args.witness, args.signing_keys)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -353,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{report.events} events ({report.first_sequence}..{report.last_sequence}), "
             f"{report.checkpoints} checkpoints"
             + ("" if report.witnessed is None else f", {report.witnessed} witness records")
-            + f" checked with key(s) {', '.join(sorted(keys))}"
+            + f" checked with key(s) {', '.join(report.keys)}"
         )
         if report.unsigned_tail:
             print(f"note: the last {report.unsigned_tail} events are not covered by a checkpoint yet")

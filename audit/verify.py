@@ -19,7 +19,14 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Max
 
 from .chain import CHAIN_VERSION, GENESIS_HASH, HASHED_FIELDS, canonical, hash_prepared
-from .checkpoints import CheckpointRow, key_id, public_key, signature_valid
+from .checkpoints import (
+    CheckpointRow,
+    key_ring,
+    public_key,
+    registered_keys,
+    signature_valid,
+    succession_problem,
+)
 from .models import AuditChainHead, AuditCheckpoint, AuditEvent, IngestKey
 from .witness import Witness, WitnessError, WitnessRecord, configured_witness
 
@@ -62,11 +69,15 @@ class VerifyResult:
 
 
 def _check_checkpoints(
-    rows: list[CheckpointRow], keys: dict[str, Ed25519PublicKey], result: VerifyResult
+    rows: list[CheckpointRow],
+    keys: dict[str, Ed25519PublicKey],
+    result: VerifyResult,
+    order: dict[str, int] | None = None,
 ) -> dict[int, tuple[str, str]]:
     """Check signatures and the signature chain; return {sequence: (head_hash, "checkpoint <id>")}."""
     expected: dict[int, tuple[str, str]] = {}
     prev_signature, prev_sequence = "", 0
+    previous: CheckpointRow | None = None
     for row in rows:
         if not signature_valid(row, keys):
             reason = "signature does not verify" if row.key_id in keys else f"unknown key {row.key_id}"
@@ -82,8 +93,12 @@ def _check_checkpoints(
                 Problem(row.sequence, f"checkpoint {row.id}: sequence went back from {prev_sequence}")
             )
             return expected
+        succession = succession_problem(row, previous, order or {})
+        if succession:
+            result.problems.append(Problem(row.sequence, f"checkpoint {row.id}: {succession}"))
+            return expected
         expected.setdefault(row.sequence, (row.head_hash, f"checkpoint {row.id}"))
-        prev_signature, prev_sequence = row.signature, row.sequence
+        prev_signature, prev_sequence, previous = row.signature, row.sequence, row
     return expected
 
 
@@ -123,6 +138,7 @@ def _check_witness(
             record.prev_signature,
             record.signature,
             record.key_id,
+            record.prev_key_id,
         )
         if not signature_valid(as_row, keys):
             reason = "signature does not verify" if record.key_id in keys else f"unknown key {record.key_id}"
@@ -332,17 +348,34 @@ def verify(
     result = VerifyResult()
     if witness is _CONFIGURED:
         witness = configured_witness()
-    keys = {key_id(k): k for k in (public_keys or [public_key()])}
+    # The keys: the registered succession (AuditSigningKey), trusted from its first key, or from
+    # ``public_keys`` when given (an auditor's published keys); a trail from before registration
+    # existed has none registered and is checked with the configured key.
+    registered = registered_keys(using)
+    if public_keys is None and not registered:
+        public_keys = [public_key()]
+    ring = key_ring(registered, public_keys)
+    result.problems.extend(Problem(0, problem) for problem in ring.problems)
+    keys = ring.keys
 
     head = _read_head(using)  # before the walk: every event up to it is committed (see _check_head)
     rows = [
         CheckpointRow(*values)
         for values in AuditCheckpoint.objects.using(using)
         .order_by("id")
-        .values_list("id", "created_at", "sequence", "head_hash", "prev_signature", "signature", "key_id")
+        .values_list(
+            "id",
+            "created_at",
+            "sequence",
+            "head_hash",
+            "prev_signature",
+            "signature",
+            "key_id",
+            "prev_key_id",
+        )
     ]
     result.checkpoints = len(rows)
-    expected = _check_checkpoints(rows, keys, result)
+    expected = _check_checkpoints(rows, keys, result, ring.order)
     if 0 in expected and expected[0][0] != GENESIS_HASH:
         result.problems.append(Problem(0, f"{expected[0][1]}: empty chain with a head hash"))
     pinned = dict(expected)

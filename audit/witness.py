@@ -9,10 +9,12 @@ The record (one JSON object per line, keys sorted, the format the offline verifi
 
     {"created_at": "2026-12-07T11:50:00.123456+00:00", "head_hash": "…64 hex…", "id": 42,
      "key_id": "…16 hex…", "prev_signature": "…base64…", "sequence": 1234,
-     "signature": "…base64…", "v": 1}
+     "prev_key_id": "…16 hex…", "signature": "…base64…", "v": 1}
 
 ``id`` is the checkpoint's row id, ``prev_signature`` the previous checkpoint's signature (the
-signed message covers it, see ``audit.checkpoints.message``). Backends:
+signed message covers it, see ``audit.checkpoints.message``), ``prev_key_id`` the key id of the
+previous checkpoint's signature (signed too; blank on the first, and absent from records written
+before key rotation existed). Backends:
 
 - ``file`` (the embedded default): one file a day (``checkpoints-YYYY-MM-DD.jsonl``, UTC) in
   ``LANYARD_AUDIT_WITNESS_DIR`` (default ``$LANYARD_VAR_DIR/audit-witness``), opened
@@ -62,6 +64,7 @@ class WitnessRecord:
     signature: str
     key_id: str
     where: str  # file:line or object key, for messages
+    prev_key_id: str = ""
 
 
 def record_dict(checkpoint: Any) -> dict[str, Any]:
@@ -77,6 +80,7 @@ def record_dict(checkpoint: Any) -> dict[str, Any]:
         "prev_signature": checkpoint.prev_signature,
         "signature": checkpoint.signature,
         "key_id": checkpoint.key_id,
+        "prev_key_id": checkpoint.prev_key_id,
     }
 
 
@@ -98,11 +102,13 @@ def parse_record(text: str, where: str) -> WitnessRecord:
             "prev_signature": value["prev_signature"],
             "signature": value["signature"],
             "key_id": value["key_id"],
+            "prev_key_id": value.get("prev_key_id", ""),  # absent from records before key rotation
         }
         if type(fields["id"]) is not int or type(fields["sequence"]) is not int:
             raise ValueError("id and sequence must be integers")
         if not all(
-            isinstance(fields[k], str) for k in ("head_hash", "prev_signature", "signature", "key_id")
+            isinstance(fields[k], str)
+            for k in ("head_hash", "prev_signature", "signature", "key_id", "prev_key_id")
         ):
             raise ValueError("hashes, signatures and key ids must be strings")
         if not _HEX64.match(fields["head_hash"]):

@@ -53,6 +53,8 @@ def test_the_orm_refuses_to_update_or_delete_a_checkpoint():
         "DELETE FROM audit_auditevent",
         "UPDATE audit_auditcheckpoint SET sequence = 99",
         "DELETE FROM audit_auditcheckpoint",
+        "UPDATE audit_auditsigningkey SET public_key = 'forged'",
+        "DELETE FROM audit_auditsigningkey",
     ],
 )
 def test_the_database_refuses_raw_update_and_delete(sql):

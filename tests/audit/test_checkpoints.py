@@ -32,7 +32,14 @@ pytestmark = pytest.mark.django_db
 
 def _row(cp: AuditCheckpoint) -> CheckpointRow:
     return CheckpointRow(
-        cp.id, cp.created_at, cp.sequence, cp.head_hash, cp.prev_signature, cp.signature, cp.key_id
+        cp.id,
+        cp.created_at,
+        cp.sequence,
+        cp.head_hash,
+        cp.prev_signature,
+        cp.signature,
+        cp.key_id,
+        cp.prev_key_id,
     )
 
 

@@ -54,6 +54,7 @@ def test_each_checkpoint_is_appended_to_the_days_file(chain, witness_dir):
             "prev_signature": cp.prev_signature,
             "signature": cp.signature,
             "key_id": cp.key_id,
+            "prev_key_id": cp.prev_key_id,
         }
         for cp in (first, second)
     ]
@@ -126,6 +127,7 @@ def test_a_checkpoint_rewritten_in_the_database_with_the_stolen_key_is_caught(ch
             prev_signature=prev_signature,
             created_at=cp.created_at,
             key=cp.key_id,
+            prev_key=cp.prev_key_id,
         )
         signature = base64.b64encode(signing_key.sign(body)).decode()
         tamper(

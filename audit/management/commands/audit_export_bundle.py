@@ -10,8 +10,8 @@ from audit.exports import write_bundle
 
 class Command(BaseCommand):
     help = (
-        "Write events.jsonl, checkpoints.jsonl and audit-public-key.pem into DIRECTORY, for the "
-        "offline verifier (python -m audit.offline)."
+        "Write events.jsonl, checkpoints.jsonl, audit-signing-keys.jsonl and audit-public-key.pem "
+        "into DIRECTORY, for the offline verifier (python -m audit.offline)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -24,12 +24,13 @@ class Command(BaseCommand):
         except (OSError, SigningKeyError) as exc:
             raise CommandError(f"cannot write the bundle: {exc}")
         self.stdout.write(
-            f"{counts['events']} events and {counts['checkpoints']} checkpoints "
-            f"written to {options['directory']}"
+            f"{counts['events']} events, {counts['checkpoints']} checkpoints and "
+            f"{counts['signing_keys']} signing keys written to {options['directory']}"
         )
         self.stdout.write(
             f"verify with: python -m audit.offline --events {options['directory']}/events.jsonl "
             f"--checkpoints {options['directory']}/checkpoints.jsonl "
+            f"--signing-keys {options['directory']}/audit-signing-keys.jsonl "
             "--public-key PUBLISHED_KEY.pem [--witness WITNESS_DIR]"
         )
         self.stdout.write("(use the public key as published, not a copy travelling with the bundle)")

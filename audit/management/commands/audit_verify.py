@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from audit.checkpoints import SigningKeyError, load_public_key, public_key
+from audit.checkpoints import SigningKeyError, load_public_key
 from audit.verify import verify
 from audit.witness import FileWitness, WitnessError, configured_witness
 
@@ -23,7 +23,10 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="PEM_FILE",
-            help="Verify checkpoints with this public key (repeatable) instead of the configured key.",
+            help=(
+                "Trust this public key (repeatable) and the successors it endorsed, instead of every "
+                "key registered in the database."
+            ),
         )
         parser.add_argument(
             "--workers",
@@ -43,7 +46,8 @@ class Command(BaseCommand):
 
     def handle(self, **options) -> None:
         try:
-            keys = [load_public_key(Path(p).read_text()) for p in options["public_key"]] or [public_key()]
+            # None: the keys registered in the database (see audit.checkpoints.key_ring)
+            keys = [load_public_key(Path(p).read_text()) for p in options["public_key"]] or None
         except (OSError, SigningKeyError, ValueError) as exc:
             raise CommandError(f"cannot load the public key: {exc}")
         workers = options["workers"]
