@@ -358,6 +358,12 @@ LANYARD_USAGE_ROLLUP_SECONDS = env.int("LANYARD_USAGE_ROLLUP_SECONDS", default=5
 # The cache backs rate limits (ingest keys, allauth); web processes must share it, so the default
 # is a file cache under var/ rather than per-process memory. Production: CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+# Django's own backends, counted for /metrics (telemetry/cache.py: hits, misses, writes per backend kind).
+_COUNTED_CACHES = {"RedisCache", "FileBasedCache", "LocMemCache", "DatabaseCache", "DummyCache"}
+for _cache in CACHES.values():
+    _module, _, _name = _cache["BACKEND"].rpartition(".")
+    if _module.startswith("django.core.cache.backends.") and _name in _COUNTED_CACHES:
+        _cache["BACKEND"] = f"telemetry.cache.{_name}"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -16,4 +16,4 @@ LANYARD_REQUIRE_STAFF_MFA = True
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
 # Each test process gets its own cache (rate limits, TOTP codes used) instead of the shared file cache.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": {"BACKEND": "telemetry.cache.LocMemCache"}}

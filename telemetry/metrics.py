@@ -50,6 +50,16 @@ DB_LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
 
+# --- cache (telemetry/cache.py: Django's backends, counted) --------------------------------------------
+CACHE_GETS = Counter(
+    "lanyard_cache_gets_total", "Cache reads, by backend kind and result (hit, miss).", ["backend", "result"]
+)
+CACHE_OPERATIONS = Counter(
+    "lanyard_cache_operations_total",
+    "Cache writes and deletes, by backend kind and operation (set, add, delete, incr, touch).",
+    ["backend", "operation"],
+)
+
 # --- sync -----------------------------------------------------------------------------------------
 SYNC_DURATION = Histogram(
     "lanyard_sync_duration_seconds",
@@ -91,6 +101,29 @@ PDP_LATENCY = Histogram(
     "Server time of an AuthZEN request, by endpoint.",
     ["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+)
+
+# --- Shared Signals transmitter ------------------------------------------------------------------------
+SSF_DELIVERY_LAG = Histogram(
+    "lanyard_ssf_delivery_lag_seconds",
+    "From a SET written to Lanyard's outbox (with the change it reports) to its delivery, by method "
+    "(push: the receiver accepted it; poll: a poll served it).",
+    ["delivery"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+
+# --- gateway (the MCP gateway process) -------------------------------------------------------------------
+GATEWAY_CALLS = Counter(
+    "lanyard_gateway_calls_total",
+    "MCP requests the gateway decided, by method and outcome (success, denied, upstream_error, "
+    "upstream_timeout).",
+    ["method", "outcome"],
+)
+GATEWAY_LATENCY = Histogram(
+    "lanyard_gateway_call_duration_seconds",
+    "Gateway time of a decided MCP request (PDP and upstream included), by method.",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 
 # --- Celery (the worker processes) -----------------------------------------------------------------

@@ -183,3 +183,77 @@ def test_multiprocess_mode_sums_every_process(tmp_path):
     assert (
         value(data, "lanyard_celery_tasks_total", task="connectors.revoke_grant_at_idp", state="SUCCESS") == 2
     )
+
+
+def test_cache_reads_are_hits_or_misses_and_writes_are_counted(scrape):
+    from django.core.cache import cache
+    from prometheus_client import REGISTRY
+
+    def read(name, **labels):
+        return REGISTRY.get_sample_value(name, {"backend": "locmem", **labels}) or 0.0
+
+    names = [("lanyard_cache_gets_total", {"result": r}) for r in ("hit", "miss")] + [
+        ("lanyard_cache_operations_total", {"operation": o}) for o in ("set", "delete")
+    ]
+    before = [read(n, **labels) for n, labels in names]
+    cache.set("metrics-test-key", "v")
+    assert cache.get("metrics-test-key") == "v"
+    assert cache.get("metrics-test-absent") is None
+    assert cache.get("metrics-test-absent", "fallback") == "fallback"
+    assert cache.get_many(["metrics-test-key", "metrics-test-absent"]) == {"metrics-test-key": "v"}
+    cache.delete("metrics-test-key")
+    after = [read(n, **labels) for n, labels in names]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 3, 1, 1]
+    exposed = scrape()
+    assert value(exposed, "lanyard_cache_gets_total", backend="locmem", result="hit") >= after[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "backend"),
+    [
+        ("redis://127.0.0.1:6379/0", "telemetry.cache.RedisCache"),
+        ("filecache:///tmp/lanyard-cache", "telemetry.cache.FileBasedCache"),
+        ("locmemcache://", "telemetry.cache.LocMemCache"),
+        ("dbcache://cache_table", "telemetry.cache.DatabaseCache"),
+        ("pymemcache://127.0.0.1:11211", "django.core.cache.backends.memcached.PyLibMCCache"),
+    ],
+)
+def test_the_configured_cache_backend_is_its_counted_twin(url, backend):
+    """Production's CACHE_URL picks the kind; settings swap in the counted backend of that kind."""
+    script = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
+    env = {**os.environ, "CACHE_URL": url, "DJANGO_SETTINGS_MODULE": "lanyard.settings", "DEBUG": "true"}
+    out = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {script}"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == backend
+
+
+@pytest.mark.services
+def test_the_redis_backend_counts_each_key_of_a_many_call_once():
+    """Redis implements get_many/set_many itself (one round trip): each key counts once, not twice."""
+    from django.conf import settings as django_settings
+    from prometheus_client import REGISTRY
+
+    from telemetry.cache import RedisCache
+
+    redis_url = django_settings.CELERY_BROKER_URL
+    if not redis_url.startswith("redis://"):
+        pytest.fail("CELERY_BROKER_URL is not Redis: the services pass needs it")
+    cache = RedisCache(redis_url, {"KEY_PREFIX": "metrics-test"})
+
+    def read(name, **labels):
+        return REGISTRY.get_sample_value(name, {"backend": "redis", **labels}) or 0.0
+
+    before = (read("lanyard_cache_gets_total", result="hit"), read("lanyard_cache_gets_total", result="miss"))
+    sets = read("lanyard_cache_operations_total", operation="set")
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
+    cache.delete_many(["a", "b"])
+    assert read("lanyard_cache_gets_total", result="hit") - before[0] == 2
+    assert read("lanyard_cache_gets_total", result="miss") - before[1] == 1
+    assert read("lanyard_cache_operations_total", operation="set") - sets == 2
