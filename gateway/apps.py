@@ -12,4 +12,9 @@ class GatewayConfig(AppConfig):
 
         crypto.register_encrypted_field(Endpoint, "credentials_encrypted")  # the upstream credential
         # Receivers: issued tokens become register grants; revoked grants revoke their OAuth tokens.
+        from telemetry import health
+
         from . import receivers  # noqa: F401
+        from .health import GatewayReady
+
+        health.register(GatewayReady)

@@ -41,7 +41,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -126,6 +126,8 @@ class Gateway:
                 ),
                 Route("/mcp/{slug}", self.endpoint, methods=["GET", "POST", "DELETE"]),
                 Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics),
             ],
             lifespan=self.lifespan,
         )
@@ -143,7 +145,41 @@ class Gateway:
         self.pdp_client = None
 
     async def healthz(self, request: Request) -> JSONResponse:
+        """Liveness: the process answers (load balancers restart it when this stops answering)."""
         return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        """Readiness: the database answers and the decision point answers; 503 names what does not."""
+        checks: dict[str, str] = {}
+        try:
+            await sync_to_async(_database_answers)()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable ({type(exc).__name__})"
+        assert self.pdp_client is not None
+        url = settings.LANYARD_PDP_URL.rstrip("/") + "/.well-known/authzen-configuration"
+        try:
+            answer = await self.pdp_client.get(url, timeout=settings.LANYARD_PDP_TIMEOUT)
+            checks["pdp"] = "ok" if answer.status_code == 200 else f"HTTP {answer.status_code} from {url}"
+        except httpx.HTTPError as exc:
+            checks["pdp"] = f"unreachable at {url} ({type(exc).__name__})"
+        ready = all(v == "ok" for v in checks.values())
+        body = {"status": "ok" if ready else "unavailable", "checks": checks}
+        return JSONResponse(body, 200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus exposition of this process, behind the same token or network rule as the web's."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from telemetry import metrics as telemetry_metrics
+        from telemetry.web import METRICS_REFUSED, metrics_client_allowed, metrics_refused_status
+
+        client = request.client.host if request.client else ""
+        if not metrics_client_allowed(request.headers.get("authorization", ""), client):
+            headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if settings.LANYARD_METRICS_TOKEN else {}
+            return PlainTextResponse(METRICS_REFUSED, metrics_refused_status(), headers=headers)
+        body = await sync_to_async(telemetry_metrics.exposition, thread_sensitive=False)()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def endpoint(self, request: Request) -> Any:
         """Authenticate, then hand the request to the SDK's transport (which answers it itself)."""
@@ -292,6 +328,14 @@ class _Passthrough:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.manager.handle_request(scope, receive, send)
+
+
+def _database_answers() -> None:
+    from django.db import connection
+
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 def create_app() -> Starlette:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from activity import ingest
 from audit.models import IngestKey
 from audit.services import ingest_key_create
+from telemetry import metrics
 
 from .services import endpoint_url
 
@@ -67,7 +68,10 @@ class Recorder:
 
     async def observe_call(self, call, method: str, target: str, outcome: str, started: float) -> None:
         """Buffer one event for a decided call (``started``: its ``time.perf_counter()`` start)."""
-        latency_ms = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
+        latency_ms = elapsed * 1000
+        metrics.GATEWAY_CALLS.labels(method, outcome).inc()
+        metrics.GATEWAY_LATENCY.labels(method).observe(elapsed)
         extra = {
             "via": "gateway",
             "method": method,

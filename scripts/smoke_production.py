@@ -12,7 +12,9 @@ beat) against a throwaway database and a dedicated Redis database, with the simu
  6. a gateway posts an ingest batch with its key, then asks the decision point (AuthZEN) about the
     shadow MCP server the batch discovered: denied, with the reason;
  7. /metrics (bearer token) shows request, sync, revocation and ingest metrics from web and workers;
- 8. everything is stopped with SIGTERM (gunicorn drains, Celery warm-shuts down) within 40 s.
+ 8. the gateway (manage.py run_gateway) is ready (/readyz: database and the PDP), Lanyard's health page
+    sees it ready, and its /metrics needs the token;
+ 9. everything is stopped with SIGTERM (gunicorn drains, Celery warm-shuts down) within 40 s.
 
 Environment: SMOKE_POSTGRES (default postgres://postgres@127.0.0.1:5432), SMOKE_REDIS_URL (default
 redis://127.0.0.1:6379/14: flushed before and after); SMOKE_KEEP=1 keeps the logs.
@@ -115,8 +117,9 @@ def main() -> None:
 
 
 def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess.Popen]) -> None:
-    web_port, sim_port = free_port(), free_port()
+    web_port, sim_port, gateway_port = free_port(), free_port(), free_port()
     web, sim_url = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{sim_port}"
+    gateway = f"http://127.0.0.1:{gateway_port}"
     key_file = tmp / "audit-signing-key.pem"
     key_file.write_bytes(
         Ed25519PrivateKey.generate().private_bytes(
@@ -155,6 +158,9 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
         "LANYARD_HEARTBEAT_SECONDS": "5",
         "CELERY_REDBEAT_KEY_PREFIX": f"lanyard:smoke-{os.getpid()}:",
         "PYTHONUNBUFFERED": "1",
+        "LANYARD_GATEWAY_PORT": str(gateway_port),
+        "LANYARD_GATEWAY_URL": gateway,
+        "LANYARD_PDP_URL": web,
     }
 
     def manage(*args: str) -> str:
@@ -194,7 +200,24 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
         .splitlines()[-1]
     )
 
-    say("start deploy/Procfile.production under honcho (gunicorn x2, sync and revoke workers, one beat)")
+    env["LANYARD_PDP_KEY"] = (
+        manage("pep_key", "create", "Lanyard gateway", "--no-devices", "--scope", "evaluate", "--quiet")
+        .strip()
+        .splitlines()[-1]
+    )
+    # One connector served through the gateway, so Lanyard's own check on the gateway is live.
+    manage(
+        "shell",
+        "-c",
+        "from connectors.models import Connector; from gateway.models import Endpoint;"
+        "c = Connector.objects.order_by('pk').first();"
+        "Endpoint.objects.create(connector=c, slug='smoke-wiki', upstream_url='http://127.0.0.1:9/mcp')",
+    )
+
+    say(
+        "start deploy/Procfile.production under honcho "
+        "(gunicorn x2, sync and revoke workers, one beat, the gateway)"
+    )
     log = (tmp / "honcho.log").open("w")
     honcho = subprocess.Popen(
         [
@@ -214,6 +237,7 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
     procs.append(honcho)
     try:
         journey(web, sim_url, raw_key, metrics_token, mailbox)
+        gateway_journey(web, gateway, metrics_token)
     except SystemExit:
         print((tmp / "honcho.log").read_text()[-6000:], file=sys.stderr)
         raise
@@ -245,7 +269,7 @@ def run(tmp: Path, db: str, pg_base: str, redis_url: str, procs: list[subprocess
             correlated["sync"] = True
     if not all(correlated.values()):
         fail(f"worker log lines lack correlation ids: {correlated}")
-    if metrics_token in text or raw_key in text:
+    if metrics_token in text or raw_key in text or env["LANYARD_PDP_KEY"] in text:
         fail("a credential appears in the processes' log")
     os.killpg(sim.pid, signal.SIGTERM)
     sim.wait(10)
@@ -400,6 +424,34 @@ def journey(web: str, sim_url: str, raw_key: str, metrics_token: str, mailbox: P
     final = client.get("/health/ready?format=json")
     if final.status_code != 200:
         fail(f"/health/ready after the journey: {final.text}")
+
+
+def gateway_journey(web: str, gateway: str, metrics_token: str) -> None:
+    """The gateway process of the recipe: ready (database and PDP), checked by Lanyard, metrics served."""
+    ready = wait_for(
+        lambda: (resp := httpx.get(f"{gateway}/readyz", timeout=5)).status_code == 200 and resp.json(),
+        60,
+        "the gateway's /readyz",
+    )
+    say(f"gateway /readyz: {ready['checks']}")
+    client = httpx.Client(base_url=web, timeout=20, follow_redirects=True)
+    token = csrf(client, "/accounts/login/")
+    client.post(
+        "/accounts/login/",
+        data={"login": "iam@lanyard.demo", "password": "lanyard-demo-2026", "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{web}/accounts/login/"},
+    )
+    checks = {c["check"]: c for c in client.get("/ops/health/?format=json").json()["checks"]}
+    if not checks.get("GatewayReady", {}).get("ok"):
+        fail(f"Lanyard's check on its gateway failed: {checks.get('GatewayReady')}")
+    say("Lanyard's health page sees the gateway ready")
+    if httpx.get(f"{gateway}/metrics").status_code != 401:
+        fail("the gateway's /metrics answered without the token")
+    text = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {metrics_token}"}).text
+    # Multiprocess mode: the gateway writes into the same directory, so any process reports all of them.
+    if 'lanyard_http_requests_total{method="GET",route="health/ready"' not in text:
+        fail("the gateway's /metrics does not show the shared (multiprocess) metrics")
+    say("the gateway's /metrics answers with the token, with every process's metrics")
 
 
 if __name__ == "__main__":

@@ -46,3 +46,10 @@ class SignalsConfig(AppConfig):
         from .hooks import connect
 
         connect()
+
+        from telemetry import health, metrics
+
+        from . import health as signals_health
+
+        health.register(signals_health.SignalsOutbox)
+        metrics.register_collector("signals", signals_health.collect)

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import record, record_batch
+from telemetry import metrics
 
 from . import events as ev
 from . import keys
@@ -373,6 +374,7 @@ def outbox_deliver(*, outbox_id: int) -> str:
         if attempt.delivered:
             row.state, row.delivered_at, row.last_error = State.DELIVERED, now, ""
             action, outcome = "ssf.set_delivered", AuditEvent.Outcome.SUCCESS
+            metrics.SSF_DELIVERY_LAG.labels("push").observe((now - row.created_at).total_seconds())
         elif attempt.retry and row.attempts < settings.LANYARD_SSF_PUSH_MAX_ATTEMPTS:
             row.last_error = attempt.error[:500]
             row.next_attempt_at = now + backoff(row.attempts)
@@ -525,6 +527,7 @@ def _poll_take(stream: TransmitterStream, max_events: int, *, actor: str) -> Pol
             row.attempts = min(row.attempts + 1, 32767)
             if row.state == State.PENDING:
                 row.state, row.delivered_at = State.DELIVERED, now
+                metrics.SSF_DELIVERY_LAG.labels("poll").observe((now - row.created_at).total_seconds())
         OutboxSet.objects.bulk_update(rows, ["state", "attempts", "delivered_at"])
         record_batch(
             {

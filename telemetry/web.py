@@ -60,13 +60,13 @@ connection_created.connect(_on_connection_created, dispatch_uid="telemetry.sql_m
 # ------------------------------------------------------------------------------------------- /metrics
 
 
-def _client_allowed(request: HttpRequest) -> bool:
+def metrics_client_allowed(authorization: str, remote_addr: str) -> bool:
+    """True for the scraper's bearer token (LANYARD_METRICS_TOKEN) or an allowed client network."""
     token = settings.LANYARD_METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer "):
-        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    if token and authorization.startswith("Bearer "):
+        return hmac.compare_digest(authorization[7:].strip().encode(), token.encode())
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
     return any(
@@ -76,12 +76,10 @@ def _client_allowed(request: HttpRequest) -> bool:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition for a scraper with the bearer token or from an allowed network."""
-    if not _client_allowed(request):
+    authorization = request.headers.get("Authorization", "")
+    if not metrics_client_allowed(authorization, request.META.get("REMOTE_ADDR", "")):
         response = HttpResponse(
-            "Metrics need `Authorization: Bearer <LANYARD_METRICS_TOKEN>` or a client address in "
-            "LANYARD_METRICS_ALLOWED_NETWORKS.\n",
-            status=401 if settings.LANYARD_METRICS_TOKEN else 403,
-            content_type="text/plain; charset=utf-8",
+            METRICS_REFUSED, status=metrics_refused_status(), content_type="text/plain; charset=utf-8"
         )
         if settings.LANYARD_METRICS_TOKEN:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
@@ -89,6 +87,16 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+METRICS_REFUSED = (
+    "Metrics need `Authorization: Bearer <LANYARD_METRICS_TOKEN>` or a client address in "
+    "LANYARD_METRICS_ALLOWED_NETWORKS.\n"
+)
+
+
+def metrics_refused_status() -> int:
+    return 401 if settings.LANYARD_METRICS_TOKEN else 403
 
 
 # --------------------------------------------------------------------------------------- health views

@@ -293,3 +293,56 @@ def test_calls_are_recorded_on_the_audit_chain_without_arguments(gateway, token,
     assert "secret-argument-value" not in str(allowed.data)
     assert "shadow_connector" not in allowed.data.get("flags", [])
     assert verify().ok
+
+
+def test_readiness_names_an_unreachable_decision_point(gateway, pdp, settings):
+    ready = httpx.get(f"{gateway}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "pdp": "ok"}}
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        settings.LANYARD_PDP_URL = f"http://127.0.0.1:{s.getsockname()[1]}"
+    down = httpx.get(f"{gateway}/readyz", timeout=10)
+    assert down.status_code == 503
+    assert down.json()["checks"]["database"] == "ok"
+    assert down.json()["checks"]["pdp"].startswith(f"unreachable at {settings.LANYARD_PDP_URL}/")
+    assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200  # alive all the same
+
+
+def test_gateway_calls_are_counted_in_its_metrics_behind_the_token(gateway, token, pdp, employee, settings):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.LANYARD_METRICS_TOKEN = "gateway-metrics-token-for-tests"
+    settings.LANYARD_METRICS_ALLOWED_NETWORKS = []
+    assert httpx.get(f"{gateway}/metrics", timeout=10).status_code == 401
+    pdp.deny[(subject_id(employee), "tools/call", "delete_page")] = "No."
+    mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("search", {"query": "a"}))
+    with pytest.raises(MCPError):
+        mcp(f"{gateway}/mcp/team-wiki", token, lambda s: s.call_tool("delete_page", {"page": "x"}))
+    answer = httpx.get(
+        f"{gateway}/metrics",
+        headers={"Authorization": f"Bearer {settings.LANYARD_METRICS_TOKEN}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    calls = {
+        (s.labels["method"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+        if s.name == "lanyard_gateway_calls_total"
+    }
+    assert calls[("tools/call", "success")] >= 1
+    assert calls[("tools/call", "denied")] >= 1
+
+
+def test_lanyard_checks_its_gateway_is_ready(gateway, pdp, endpoint, client, iam, settings):
+    settings.LANYARD_GATEWAY_URL = gateway
+    client.force_login(iam)
+    checks = {c["check"]: c for c in client.get("/ops/health/?format=json").json()["checks"]}
+    assert checks["GatewayReady"]["ok"], checks["GatewayReady"]
+
+    pdp.close()  # the decision point goes away: the gateway is alive but not ready
+    checks = {c["check"]: c for c in client.get("/ops/health/?format=json").json()["checks"]}
+    message = checks["GatewayReady"]["message"]
+    assert message.startswith(f"The MCP gateway at {gateway}/readyz is not ready (HTTP 503; pdp: unreachable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from datetime import timedelta
 
 import pytest
@@ -204,3 +205,23 @@ def test_an_app_adds_a_check_by_registering_it(client, iam, all_well):
         }
     finally:
         health._registry[health.LANYARD].pop(f"{GatewayReachable.__module__}.{GatewayReachable.__qualname__}")
+
+
+def test_the_gateway_is_checked_once_connectors_are_served_through_it(client, iam, all_well, settings):
+    from gateway.models import Endpoint
+    from tests.factories import ConnectorFactory
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        settings.LANYARD_GATEWAY_URL = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client.force_login(iam)
+    assert _checks(client.get("/ops/health/?format=json"))["GatewayReady"]["ok"]  # nothing served yet
+
+    Endpoint.objects.create(connector=ConnectorFactory(), slug="wiki", upstream_url="http://127.0.0.1:9/mcp")
+    check = _checks(client.get("/ops/health/?format=json"))["GatewayReady"]
+    assert check["severity"] == "unavailable"
+    assert check["message"].startswith(
+        f"The MCP gateway does not answer at {settings.LANYARD_GATEWAY_URL}/readyz"
+    )
+    assert "1 connector(s) are served through it" in check["message"]
+    assert "run_gateway" in check["message"]

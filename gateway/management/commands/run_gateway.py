@@ -18,4 +18,6 @@ class Command(BaseCommand):
         from gateway.proxy import create_app
 
         self.stdout.write(f"Lanyard MCP gateway on http://{host}:{port}/mcp/<connector-slug>")
-        uvicorn.run(create_app(), host=host, port=port, log_level="info", lifespan="on")
+        # workers=1 explicitly: uvicorn would otherwise read WEB_CONCURRENCY (gunicorn's, in the same
+        # environment) and refuse an application object. Scale the gateway with more processes instead.
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", lifespan="on", workers=1)
