@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class Decision:
     allowed: bool
     reason: str = ""
+    answered: bool = True  # False: no answer from the PDP (down, slow, malformed): denied, never cached
 
 
 def _reason(body: dict[str, Any]) -> str:
@@ -47,7 +48,7 @@ def _headers() -> dict[str, str]:
 
 def _decision(body: Any) -> Decision:
     if not isinstance(body, dict) or not isinstance(body.get("decision"), bool):
-        return Decision(False, "The decision point gave no decision.")
+        return Decision(False, "The decision point gave no decision.", answered=False)
     return Decision(body["decision"], _reason(body))
 
 
@@ -70,14 +71,16 @@ def evaluate(
             response = client.post(url, json=payload, headers=_headers())
     except httpx.HTTPError as exc:
         log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
-        return Decision(False, "The decision point could not be reached; try again shortly.")
+        return Decision(False, "The decision point could not be reached; try again shortly.", answered=False)
     if response.status_code != 200:
         log.warning("PDP answered %s", response.status_code)
-        return Decision(False, f"The decision point refused the question (HTTP {response.status_code}).")
+        return Decision(
+            False, f"The decision point refused the question (HTTP {response.status_code}).", answered=False
+        )
     try:
         return _decision(response.json())
     except ValueError:
-        return Decision(False, "The decision point gave no decision.")
+        return Decision(False, "The decision point gave no decision.", answered=False)
 
 
 async def aevaluate(
@@ -97,11 +100,13 @@ async def aevaluate(
         )
     except httpx.HTTPError as exc:
         log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
-        return Decision(False, "The decision point could not be reached; try again shortly.")
+        return Decision(False, "The decision point could not be reached; try again shortly.", answered=False)
     if response.status_code != 200:
         log.warning("PDP answered %s", response.status_code)
-        return Decision(False, f"The decision point refused the question (HTTP {response.status_code}).")
+        return Decision(
+            False, f"The decision point refused the question (HTTP {response.status_code}).", answered=False
+        )
     try:
         return _decision(response.json())
     except ValueError:
-        return Decision(False, "The decision point gave no decision.")
+        return Decision(False, "The decision point gave no decision.", answered=False)

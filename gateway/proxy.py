@@ -21,13 +21,17 @@ Per request, before anything reaches an upstream:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import httpx2
 from asgiref.sync import sync_to_async
@@ -46,6 +50,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import pdp, resource
+from .cache import MISSING, TTLCache
 from .models import Endpoint
 from .recording import Recorder
 from .services import connector_resource, endpoint_url
@@ -88,9 +93,43 @@ class Call:
         return {"type": "user", "id": self.claims["sub"], "properties": {"username": self.claims["username"]}}
 
 
-def _load_endpoint(slug: str) -> Endpoint | None:
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """An endpoint's settings as the gateway uses them (the decrypted credential stays in memory)."""
+
+    pk: int
+    connector_id: int
+    connector_name: str
+    upstream_url: str
+    upstream_headers: dict[str, str]
+
+
+#: Endpoint settings of this process (unknown slugs too), for LANYARD_GATEWAY_CACHE_SECONDS.
+ENDPOINTS = TTLCache(size=2000)
+#: PDP answers of this process, keyed by the whole question (gateway/cache.py).
+DECISIONS = TTLCache()
+
+
+def _load_endpoint(slug: str) -> EndpointConfig | None:
     close_old_connections()
-    return Endpoint.objects.select_related("connector").filter(slug=slug).first()
+    endpoint = Endpoint.objects.select_related("connector").filter(slug=slug).first()
+    if endpoint is None:
+        return None
+    return EndpointConfig(
+        pk=endpoint.pk,
+        connector_id=endpoint.connector_id,
+        connector_name=endpoint.connector.name,
+        upstream_url=endpoint.upstream_url,
+        upstream_headers=dict(endpoint.credentials.get("headers") or {}),
+    )
+
+
+async def endpoint_config(slug: str) -> EndpointConfig | None:
+    config = ENDPOINTS.get(slug)
+    if config is MISSING:
+        config = await sync_to_async(_load_endpoint)(slug)
+        ENDPOINTS.put(slug, config, [("connector", config.connector_id)] if config else [])
+    return config
 
 
 def _call(ctx: Any) -> Call:
@@ -99,6 +138,116 @@ def _call(ctx: Any) -> Call:
     if call is None:  # only reachable if the app is mounted without the bearer check
         raise MCPError(DENIED, "Not authenticated.")
     return call
+
+
+class UpstreamClients:
+    """One pooled HTTP client per endpoint and credential, kept for the life of the process.
+
+    Building an ``httpx2.AsyncClient`` loads the CA bundle (about 100 ms on a busy machine), and a
+    client per call also means a TCP connection per call: the pool keeps connections to each upstream
+    alive. The credential headers are part of the key (as a SHA-256 fingerprint, never logged), so a
+    rotated credential gets a fresh client at once; the least recently used client beyond ``size`` is
+    closed.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.clients: OrderedDict[tuple[int, str, float], httpx2.AsyncClient] = OrderedDict()
+        self.lock = anyio.Lock()
+
+    @staticmethod
+    def fingerprint(headers: dict[str, str]) -> str:
+        return hashlib.sha256(json.dumps(sorted(headers.items())).encode()).hexdigest()
+
+    async def get(self, endpoint_id: int, headers: dict[str, str], timeout: float) -> httpx2.AsyncClient:
+        key = (endpoint_id, self.fingerprint(headers), timeout)
+        async with self.lock:
+            client = self.clients.get(key)
+            if client is not None:
+                self.clients.move_to_end(key)
+                return client
+            client = httpx2.AsyncClient(headers=headers, timeout=timeout)
+            self.clients[key] = client
+            stale = [self.clients.popitem(last=False)[1] for _ in range(len(self.clients) - self.size)]
+        for old in stale:
+            await old.aclose()
+        return client
+
+    async def aclose(self) -> None:
+        clients, self.clients = list(self.clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
+
+
+class PooledSession:
+    """An initialised upstream MCP session, held open by a task of the gateway's task group.
+
+    The SDK's ``ClientSession`` multiplexes concurrent requests by JSON-RPC id, so one session per
+    endpoint and credential serves every call of this process: a call is one upstream POST instead of
+    four (initialize, initialized, the call, the DELETE that ends a one-call session).
+    """
+
+    def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
+        self.url, self.http = url, http
+        self.session: ClientSession | None = None
+        self.ready, self.done = anyio.Event(), anyio.Event()
+        self.error: str = ""
+
+    async def hold(self) -> None:
+        try:
+            async with (
+                streamable_http_client(self.url, http_client=self.http) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                self.session = session
+                self.ready.set()
+                await self.done.wait()
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # the upstream went away: this session is over, not the gateway
+            self.error = type(exc).__name__
+        finally:
+            self.session = None
+            self.done.set()
+            self.ready.set()
+
+
+class UpstreamSessions:
+    """The pooled upstream sessions of this process, one per endpoint, credential and URL."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[tuple, PooledSession] = {}
+        self.task_group: anyio.abc.TaskGroup | None = None
+
+    async def get(self, key: tuple, url: str, http: httpx2.AsyncClient) -> tuple[PooledSession, bool]:
+        """Return (an open session, whether it was opened for this call)."""
+        pooled = self.sessions.get(key)
+        fresh = pooled is None or pooled.done.is_set()
+        if fresh:
+            assert self.task_group is not None
+            pooled = self.sessions[key] = PooledSession(url, http)
+            self.task_group.start_soon(pooled.hold)
+        await pooled.ready.wait()
+        if pooled.session is None:
+            self.discard(key, pooled)
+            raise ConnectionError(f"upstream session could not be opened ({pooled.error or 'closed'})")
+        return pooled, fresh
+
+    def discard(self, key: tuple, pooled: PooledSession) -> None:
+        if self.sessions.get(key) is pooled:
+            del self.sessions[key]
+        pooled.done.set()
+
+    def close(self) -> None:
+        for pooled in list(self.sessions.values()):
+            pooled.done.set()
+        self.sessions.clear()
+
+
+def _session_terminated(exc: MCPError) -> bool:
+    """The upstream no longer knows the session (restarted, expired): the request was not run."""
+    return exc.error.code == types.INVALID_REQUEST and exc.error.message == "Session terminated"
 
 
 class Gateway:
@@ -118,6 +267,8 @@ class Gateway:
         )
         self.manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True)
         self.pdp_client: httpx.AsyncClient | None = None
+        self.upstreams = UpstreamClients()
+        self.sessions = UpstreamSessions()
         self.recorder = Recorder()
         self.app = Starlette(
             routes=[
@@ -136,12 +287,15 @@ class Gateway:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient() as client, self.manager.run(), anyio.create_task_group() as tg:
             self.pdp_client = client
+            self.sessions.task_group = tg
             tg.start_soon(self.recorder.run)
             try:
                 yield
             finally:
+                self.sessions.close()
                 tg.cancel_scope.cancel()
         await self.recorder.flush()  # shutdown (SIGTERM): what is buffered reaches the chain
+        await self.upstreams.aclose()
         self.pdp_client = None
 
     async def healthz(self, request: Request) -> JSONResponse:
@@ -184,7 +338,7 @@ class Gateway:
     async def endpoint(self, request: Request) -> Any:
         """Authenticate, then hand the request to the SDK's transport (which answers it itself)."""
         slug = request.path_params["slug"]
-        endpoint = await sync_to_async(_load_endpoint)(slug)
+        endpoint = await endpoint_config(slug)
         if endpoint is None:
             return JSONResponse(
                 {"error": "not_found", "error_description": f"No connector at /mcp/{slug}."}, 404
@@ -192,14 +346,13 @@ class Gateway:
         claims, refused = await resource.authenticate(request, slug)
         if refused is not None:
             return refused
-        credentials = await sync_to_async(lambda: endpoint.credentials)()
         request.scope[SCOPE_KEY] = Call(
             endpoint_id=endpoint.pk,
             slug=slug,
             connector_id=endpoint.connector_id,
-            connector_name=endpoint.connector.name,
+            connector_name=endpoint.connector_name,
             upstream_url=endpoint.upstream_url,
-            upstream_headers=dict(credentials.get("headers") or {}),
+            upstream_headers=endpoint.upstream_headers,
             claims=claims,
             connector_url=claims.get("lanyard_connector_url") or endpoint_url(slug),
         )
@@ -208,14 +361,23 @@ class Gateway:
     # --- the PDP -------------------------------------------------------------------------------
 
     async def decide(self, call: Call, action: str, target: dict[str, Any]) -> pdp.Decision:
+        """Ask the PDP, or answer from this process's memory of the same question (≤ the cache bound)."""
         assert self.pdp_client is not None
-        return await pdp.aevaluate(
-            subject=call.subject,
-            action={"name": action},
-            resource=connector_resource_for(call) | {"properties": {"name": call.connector_name, **target}},
-            context={"via": "gateway", "grant": call.claims.get("lanyard_grant")},
-            client=self.pdp_client,
-        )
+        question = {
+            "subject": call.subject,
+            "action": {"name": action},
+            "resource": connector_resource_for(call)
+            | {"properties": {"name": call.connector_name, **target}},
+            "context": {"via": "gateway", "grant": call.claims.get("lanyard_grant")},
+        }
+        key = json.dumps(question, sort_keys=True, default=str)
+        decision = DECISIONS.get(key)
+        if decision is MISSING:
+            decision = await pdp.aevaluate(**question, client=self.pdp_client)
+            if decision.answered:  # a PDP that did not answer is asked again next time
+                email = (call.claims.get("lanyard_email") or "").lower()
+                DECISIONS.put(key, decision, [("email", email), ("connector", call.connector_id)])
+        return decision
 
     async def require(self, call: Call, action: str, target: dict[str, Any], started: float) -> None:
         decision = await self.decide(call, action, target)
@@ -231,13 +393,24 @@ class Gateway:
         timeout = settings.LANYARD_GATEWAY_UPSTREAM_TIMEOUT
         try:
             with anyio.fail_after(timeout):
-                async with (
-                    httpx2.AsyncClient(headers=call.upstream_headers, timeout=timeout) as http,
-                    streamable_http_client(call.upstream_url, http_client=http) as (read, write),
-                    ClientSession(read, write) as session,
-                ):
-                    await session.initialize()
-                    result = await go(session)
+                http = await self.upstreams.get(call.endpoint_id, call.upstream_headers, timeout)
+                fingerprint = UpstreamClients.fingerprint(call.upstream_headers)
+                key = (call.endpoint_id, fingerprint, call.upstream_url)
+                while True:
+                    pooled, fresh = await self.sessions.get(key, call.upstream_url, http)
+                    try:
+                        result = await go(pooled.session)
+                        break
+                    except MCPError as exc:
+                        if not _session_terminated(exc):
+                            raise
+                        self.sessions.discard(key, pooled)
+                        if fresh:
+                            raise
+                        # A pooled session the upstream forgot: the call never ran; once more, fresh.
+                    except Exception:
+                        self.sessions.discard(key, pooled)
+                        raise
         except MCPError:
             await self.recorder.observe_call(call, method, target, "upstream_error", started)
             raise

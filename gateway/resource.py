@@ -8,6 +8,7 @@ by themselves. A token bound (RFC 8707) to another endpoint is refused here too.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -15,9 +16,29 @@ from django.conf import settings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .introspection import token_status
+from .cache import MISSING, TTLCache
+from .introspection import TokenStatus, token_status
 from .models import Endpoint
 from .services import endpoint_url
+
+#: Token checks of this process, keyed by the token's SHA-256 (gateway/cache.py: ≤ 1 s by default).
+TOKENS = TTLCache()
+
+
+async def checked(token: str) -> TokenStatus:
+    """The token's status, from this process's memory while it is fresh, else from the register."""
+    key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    status = TOKENS.get(key)
+    if status is MISSING:
+        status = await sync_to_async(token_status)(token)
+        tags = ()
+        if status.active:
+            tags = (
+                ("email", status.claims["lanyard_email"].lower()),
+                ("connector", status.claims["lanyard_connector"]),
+            )
+        TOKENS.put(key, status, tags)
+    return status
 
 
 def metadata_url(slug: str) -> str:
@@ -65,7 +86,7 @@ async def authenticate(request: Request, slug: str) -> tuple[dict[str, Any] | No
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None, challenge(slug)
-    status = await sync_to_async(token_status)(token.strip())
+    status = await checked(token.strip())
     if not status.active:
         return None, challenge(slug, "invalid_token", status.reason)
     if status.claims["aud"] != [endpoint_url(slug)]:

@@ -430,6 +430,9 @@ LANYARD_GATEWAY_PORT = env.int("LANYARD_GATEWAY_PORT", default=8901)
 LANYARD_GATEWAY_URL = env.str("LANYARD_GATEWAY_URL", default=f"http://127.0.0.1:{LANYARD_GATEWAY_PORT}")
 # Seconds the gateway waits for an upstream MCP server before answering the client with an MCP error.
 LANYARD_GATEWAY_UPSTREAM_TIMEOUT = env.float("LANYARD_GATEWAY_UPSTREAM_TIMEOUT", default=10.0)
+# Seconds the gateway answers the same token, question and endpoint from memory (gateway/cache.py):
+# the bound on how late a revocation, suspension or policy change reaches a gateway process. 0: off.
+LANYARD_GATEWAY_CACHE_SECONDS = env.float("LANYARD_GATEWAY_CACHE_SECONDS", default=1.0)
 # Seconds between flushes of the gateway's buffered activity events to the audit chain.
 LANYARD_GATEWAY_FLUSH_SECONDS = env.float("LANYARD_GATEWAY_FLUSH_SECONDS", default=0.5)
 # The AuthZEN PDP the consent page and the gateway ask (Lanyard itself unless deployed apart).

@@ -8,7 +8,9 @@ of conftest.py (``pdp`` fixture), also on a real port, until the access app's PD
 from __future__ import annotations
 
 import socket
+import time
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -337,12 +339,59 @@ def test_gateway_calls_are_counted_in_its_metrics_behind_the_token(gateway, toke
 
 
 def test_lanyard_checks_its_gateway_is_ready(gateway, pdp, endpoint, client, iam, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
     settings.LANYARD_GATEWAY_URL = gateway
     client.force_login(iam)
-    checks = {c["check"]: c for c in client.get("/ops/health/?format=json").json()["checks"]}
-    assert checks["GatewayReady"]["ok"], checks["GatewayReady"]
 
+    def checks() -> dict:
+        # The health view is async: ask from a thread of its own, as a session-wide Playwright browser
+        # may hold an event loop in this one (after the browser tests).
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(client.get, "/ops/health/?format=json").result()
+        return {c["check"]: c for c in answer.json()["checks"]}
+
+    assert checks()["GatewayReady"]["ok"], checks()["GatewayReady"]
     pdp.close()  # the decision point goes away: the gateway is alive but not ready
-    checks = {c["check"]: c for c in client.get("/ops/health/?format=json").json()["checks"]}
-    message = checks["GatewayReady"]["message"]
+    message = checks()["GatewayReady"]["message"]
     assert message.startswith(f"The MCP gateway at {gateway}/readyz is not ready (HTTP 503; pdp: unreachable")
+
+
+def test_with_its_memory_on_a_revocation_still_reaches_an_open_session_within_a_second(
+    gateway, token, settings
+):
+    """LANYARD_GATEWAY_CACHE_SECONDS=1 (the default): calls are answered from memory, yet a revoked
+    grant is refused mid-session within the bound."""
+    from asgiref.sync import sync_to_async
+
+    from gateway import proxy, resource
+
+    settings.LANYARD_GATEWAY_CACHE_SECONDS = 1.0
+    for memory in (resource.TOKENS, proxy.ENDPOINTS, proxy.DECISIONS):
+        memory.clear()
+
+    def revoke() -> None:
+        Grant.objects.filter(external_id__startswith="gateway:").update(
+            status=Grant.Status.REVOKED, revoked_at=timezone.now()
+        )
+
+    state = {"revoked_at": 0.0, "served_after": 0}
+
+    async def work(session):
+        for _ in range(3):
+            assert not (await session.call_tool("search", {"query": "warm"})).is_error
+        await sync_to_async(revoke)()
+        state["revoked_at"] = time.monotonic()
+        while time.monotonic() - state["revoked_at"] < 3:
+            await session.call_tool("search", {"query": "after"})  # raises once refused
+            state["served_after"] += 1
+            await anyio.sleep(0.05)
+
+    with pytest.raises(Exception):  # noqa: B017 - the SDK client surfaces the 401 as its own error
+        mcp(f"{gateway}/mcp/team-wiki", token, work)
+    refused_after = time.monotonic() - state["revoked_at"]
+    assert state["revoked_at"] and refused_after <= 1.3, f"refused {refused_after:.2f} s after the revocation"
+    refused = post(f"{gateway}/mcp/team-wiki", token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert refused.status_code == 401
+    for memory in (resource.TOKENS, proxy.ENDPOINTS, proxy.DECISIONS):
+        memory.clear()

@@ -204,7 +204,7 @@ def test_revocations_complete_when_a_worker_is_killed_mid_task(
                 Grant.objects.filter(pk__in=[g.pk for g in grants], status=Grant.Status.REVOKED).count() == 6
             )
 
-        _wait_for(all_revoked, 90, "every revocation to complete after the kill", step=0.5)
+        _wait_for(all_revoked, 180, "every revocation to complete after the kill", step=0.5)
     finally:
         _stop(first, signal.SIGKILL)
         if second is not None:
