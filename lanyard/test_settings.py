@@ -17,5 +17,6 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 ACCOUNT_RATE_LIMITS = False
 # Each test process gets its own cache (rate limits, TOTP codes used) instead of the shared file cache.
 CACHES = {"default": {"BACKEND": "telemetry.cache.LocMemCache"}}
-# The gateway asks the register and the PDP on every call in tests (its ≤ 1 s memory: tests/gateway/test_cache.py).
+# The gateway asks the register and the PDP on every call in tests
+# (its ≤ 1 s memory is tested in tests/gateway/test_cache.py).
 LANYARD_GATEWAY_CACHE_SECONDS = 0
