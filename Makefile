@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 export DJANGO_COLORS := nocolor
 
-.PHONY: help venv run test test-services lint format browser-deps clean bench-sync bench-audit bench-portal smoke-production
+.PHONY: help venv run test test-services lint format browser-deps clean bench-sync bench-audit bench-portal bench-pdp bench-gateway smoke-production
 
 help:
 	@echo "make run    install everything and run Lanyard (web, worker + beat, simulated IdP) on http://127.0.0.1:8000 (LANYARD_WEB_PORT)"
@@ -75,6 +75,9 @@ bench-portal: venv
 
 bench-pdp: venv
 	$(PY) -m bench.pdp
+
+bench-gateway: venv
+	$(PY) -m bench.gateway
 
 clean:
 	rm -rf var .venv

@@ -49,6 +49,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     parser.add_argument("--pdp-workers", type=int, default=2, help="gunicorn workers of the PDP")
     parser.add_argument(
+        "--cache-seconds", type=float, default=1.0, help="the gateway's LANYARD_GATEWAY_CACHE_SECONDS"
+    )
+    parser.add_argument(
         "--server",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     )
@@ -246,12 +249,14 @@ def _run(args: argparse.Namespace, db_url: str, tmp: Path) -> None:
     ports = {"web": _free_port(), "gateway": _free_port(), "upstream": _free_port()}
     env = _environment(db_url, ports)
     env["UPSTREAM_PORT"] = str(ports["upstream"])
+    env["LANYARD_GATEWAY_CACHE_SECONDS"] = str(args.cache_seconds)
     token = _setup(env)
     from django.db import connection
 
     print(
         f"PostgreSQL {connection.cursor().connection.info.server_version}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}"
+        f"load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}, "
+        f"LANYARD_GATEWAY_CACHE_SECONDS={args.cache_seconds:g}"
     )
     py = sys.executable
     procs = []
