@@ -76,21 +76,26 @@ class Call:
     upstream_headers: dict[str, str]
     claims: dict[str, Any]
     connector_url: str = ""
+    bytes_in: int = 0  # the client's request body (its Content-Length)
 
     @property
     def subject(self) -> dict[str, Any]:
-        """The AuthZEN subject: the register identity the grant names, else the login."""
-        if self.claims.get("lanyard_identity"):
-            # AuthZEN's id is the e-mail; Lanyard's own id makes the match exact (one person, two sources).
-            return {
-                "type": "identity",
-                "id": self.claims.get("lanyard_email") or str(self.claims["lanyard_identity"]),
-                "properties": {
-                    "lanyard_identity": str(self.claims["lanyard_identity"]),
-                    "username": self.claims["username"],
-                },
-            }
-        return {"type": "user", "id": self.claims["sub"], "properties": {"username": self.claims["username"]}}
+        return subject_of(self.claims)
+
+
+def subject_of(claims: dict[str, Any]) -> dict[str, Any]:
+    """The AuthZEN subject of a token's claims: the register identity the grant names, else the login."""
+    if claims.get("lanyard_identity"):
+        # AuthZEN's id is the e-mail; Lanyard's own id makes the match exact (one person, two sources).
+        return {
+            "type": "identity",
+            "id": claims.get("lanyard_email") or str(claims["lanyard_identity"]),
+            "properties": {
+                "lanyard_identity": str(claims["lanyard_identity"]),
+                "username": claims["username"],
+            },
+        }
+    return {"type": "user", "id": claims["sub"], "properties": {"username": claims["username"]}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +345,11 @@ class Gateway:
         slug = request.path_params["slug"]
         endpoint = await endpoint_config(slug)
         if endpoint is None:
-            return JSONResponse(
-                {"error": "not_found", "error_description": f"No connector at /mcp/{slug}."}, 404
-            )
+            return await self.unknown(request, slug)
+        if request.method == "POST":
+            too_big = _body_refused(request)
+            if too_big is not None:
+                return too_big
         claims, refused = await resource.authenticate(request, slug)
         if refused is not None:
             return refused
@@ -355,8 +362,29 @@ class Gateway:
             upstream_headers=endpoint.upstream_headers,
             claims=claims,
             connector_url=claims.get("lanyard_connector_url") or endpoint_url(slug),
+            bytes_in=int(request.headers.get("content-length") or 0),
         )
         return _Passthrough(self.manager)
+
+    async def unknown(self, request: Request, slug: str) -> JSONResponse:
+        """404 for a slug no endpoint has. A person who is signed in to the gateway (a usable token for
+        another endpoint) is asked about by the PDP, which records the unknown MCP server as discovered
+        (shadow AI, in IAM's triage; capped per PEP key and hour) and says how to request it."""
+        description = f"No connector at /mcp/{slug}."
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip() and self.pdp_client is not None:
+            status = await resource.checked(token.strip())
+            if status.active:
+                decision = await pdp.aevaluate(
+                    subject=subject_of(status.claims),
+                    action={"name": "connect"},
+                    resource={"type": "mcp_server", "id": endpoint_url(slug)},
+                    context={"via": "gateway", "unknown_endpoint": slug},
+                    client=self.pdp_client,
+                )
+                if decision.reason and decision.answered:
+                    description = f"{description} {decision.reason}"
+        return JSONResponse({"error": "not_found", "error_description": description}, 404)
 
     # --- the PDP -------------------------------------------------------------------------------
 
@@ -426,7 +454,12 @@ class Gateway:
             raise MCPError(
                 UPSTREAM_UNAVAILABLE, f"{call.connector_name} is unreachable right now; try again later."
             ) from None
-        await self.recorder.observe_call(call, method, target, "success", started)
+        size = (
+            len(result.model_dump_json(by_alias=True, exclude_none=True))
+            if hasattr(result, "model_dump_json")
+            else 0
+        )
+        await self.recorder.observe_call(call, method, target, "success", started, bytes_out=size)
         return result
 
     # --- handlers ----------------------------------------------------------------------------------
@@ -491,6 +524,29 @@ def connector_resource_for(call: Call) -> dict[str, Any]:
 
 def _target_name(target: dict[str, Any]) -> str:
     return str(next(iter(target.values()), ""))
+
+
+def _body_refused(request: Request) -> JSONResponse | None:
+    """A POST must say its size (Content-Length), and that size fit LANYARD_GATEWAY_MAX_BYTES."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return JSONResponse(
+            {
+                "error": "length_required",
+                "error_description": "Send a Content-Length with the JSON-RPC body.",
+            },
+            411,
+        )
+    limit = settings.LANYARD_GATEWAY_MAX_BYTES
+    if int(length) > limit:
+        return JSONResponse(
+            {
+                "error": "request_too_large",
+                "error_description": f"A JSON-RPC message to the gateway may be at most {limit} bytes.",
+            },
+            413,
+        )
+    return None
 
 
 class _Passthrough:

@@ -66,7 +66,9 @@ class Recorder:
     def __init__(self) -> None:
         self.buffer: list[ingest.Event] = []
 
-    async def observe_call(self, call, method: str, target: str, outcome: str, started: float) -> None:
+    async def observe_call(
+        self, call, method: str, target: str, outcome: str, started: float, bytes_out: int = 0
+    ) -> None:
         """Buffer one event for a decided call (``started``: its ``time.perf_counter()`` start)."""
         elapsed = time.perf_counter() - started
         latency_ms = elapsed * 1000
@@ -77,6 +79,8 @@ class Recorder:
             "method": method,
             "latency_ms": round(latency_ms, 2),
             "endpoint": call.slug,
+            "bytes_in": call.bytes_in,
+            "bytes_out": bytes_out,
         }
         if outcome.startswith("upstream_"):
             extra["upstream_status"] = outcome.removeprefix("upstream_")

@@ -433,6 +433,8 @@ LANYARD_GATEWAY_UPSTREAM_TIMEOUT = env.float("LANYARD_GATEWAY_UPSTREAM_TIMEOUT",
 # Seconds the gateway answers the same token, question and endpoint from memory (gateway/cache.py):
 # the bound on how late a revocation, suspension or policy change reaches a gateway process. 0: off.
 LANYARD_GATEWAY_CACHE_SECONDS = env.float("LANYARD_GATEWAY_CACHE_SECONDS", default=1.0)
+# The largest JSON-RPC message (bytes) a client may POST to the gateway (413 beyond; 411 without a length).
+LANYARD_GATEWAY_MAX_BYTES = env.int("LANYARD_GATEWAY_MAX_BYTES", default=1024 * 1024)
 # Seconds between flushes of the gateway's buffered activity events to the audit chain.
 LANYARD_GATEWAY_FLUSH_SECONDS = env.float("LANYARD_GATEWAY_FLUSH_SECONDS", default=0.5)
 # The AuthZEN PDP the consent page and the gateway ask (Lanyard itself unless deployed apart).

@@ -292,6 +292,8 @@ def test_calls_are_recorded_on_the_audit_chain_without_arguments(gateway, token,
         assert event.data["via"] == "gateway"
     assert (allowed.outcome, allowed.data["resource"]) == ("success", "search")
     assert (denied.outcome, denied.data["resource"]) == ("denied", "delete_page")
+    assert allowed.data["bytes_in"] > 0 and allowed.data["bytes_out"] > 0  # sizes, never the contents
+    assert denied.data["bytes_out"] == 0
     assert "secret-argument-value" not in str(allowed.data)
     assert "shadow_connector" not in allowed.data.get("flags", [])
     assert verify().ok
@@ -395,3 +397,66 @@ def test_with_its_memory_on_a_revocation_still_reaches_an_open_session_within_a_
     assert refused.status_code == 401
     for memory in (resource.TOKENS, proxy.ENDPOINTS, proxy.DECISIONS):
         memory.clear()
+
+
+def test_an_unknown_slug_asked_by_a_signed_in_person_is_shadow_ai_for_iam(
+    gateway, token, live_server, settings
+):
+    """The real decision point records the unknown MCP server as discovered and says how to request it."""
+    from audit.models import AuditEvent, IngestKey
+    from audit.services import ingest_key_create
+    from gateway.services import endpoint_url
+
+    _key, raw = ingest_key_create(
+        name="gateway test PEP", actor=None, scopes=[IngestKey.Scope.ACCESS_EVALUATE], reports_devices=False
+    )
+    settings.LANYARD_PDP_URL, settings.LANYARD_PDP_KEY = live_server.url, raw
+    answer = post(f"{gateway}/mcp/notes-ai", token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert answer.status_code == 404
+    description = answer.json()["error_description"]
+    assert description.startswith("No connector at /mcp/notes-ai.")
+    assert "shadow AI" in description and "/requests/new/?connector=" in description
+    shadow = Connector.objects.get(mcp_server_url=endpoint_url("notes-ai"))
+    assert shadow.status == Connector.Status.DISCOVERED
+    assert AuditEvent.objects.filter(action="connector.discovered", connector=shadow).count() == 1
+
+    again = post(f"{gateway}/mcp/notes-ai", token, '{"jsonrpc":"2.0","id":2,"method":"tools/list"}')
+    assert again.status_code == 404
+    assert Connector.objects.filter(mcp_server_url=endpoint_url("notes-ai")).count() == 1  # not twice
+    anonymous = httpx.post(f"{gateway}/mcp/other-ai", json={}, timeout=10)
+    assert anonymous.status_code == 404  # nobody signed in: nothing recorded
+    assert not Connector.objects.filter(mcp_server_url=endpoint_url("other-ai")).exists()
+
+
+def test_an_oversized_message_is_413_before_anything_is_read(gateway, token, settings):
+    settings.LANYARD_GATEWAY_MAX_BYTES = 2048
+    body = (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"%s"}}}'
+    )
+    answer = post(f"{gateway}/mcp/team-wiki", token, body % ("x" * 4096))
+    assert answer.status_code == 413
+    assert "at most 2048 bytes" in answer.json()["error_description"]
+    assert post(f"{gateway}/mcp/team-wiki", token, body % "small").status_code == 200
+
+
+def test_an_expired_token_is_refused_with_the_challenge(gateway, token):
+    from oauth2_provider.models import get_access_token_model
+
+    get_access_token_model().objects.update(expires=timezone.now() - timezone.timedelta(seconds=1))
+    refused = post(f"{gateway}/mcp/team-wiki", token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert "expired" in refused.json()["error_description"]
+
+
+def test_an_offboarded_person_is_refused_on_the_next_call(gateway, token, django_capture_on_commit_callbacks):
+    from connectors.services import identity_set_status
+
+    url = f"{gateway}/mcp/team-wiki"
+    assert not mcp(url, token, lambda s: s.call_tool("search", {"query": "it"})).is_error
+    grant = Grant.objects.select_related("identity").get(external_id__startswith="gateway:")
+    with django_capture_on_commit_callbacks(execute=True):
+        identity_set_status(identity=grant.identity, status="suspended", actor="system", reason="left")
+    refused = post(url, token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
