@@ -106,6 +106,9 @@ def gateway_grant_record(*, token) -> Grant | None:
                     "client_name": token.application.name,
                     "user_id": token.user_id,
                     "resource": resources[0],
+                    # A headless agent's token (client credentials): the person is its owner.
+                    "agent": token.application.authorization_grant_type
+                    == token.application.GRANT_CLIENT_CREDENTIALS,
                 },
             )
             audit.record(

@@ -479,7 +479,9 @@ OAUTH2_PROVIDER = {
     },
     "DEFAULT_SCOPES": ["mcp"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
-    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    # client_credentials: headless agents registered by IAM with an owner (gateway/oauth.py).
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token", "client_credentials"],
+    "OAUTH2_VALIDATOR_CLASS": "gateway.oauth.LanyardOAuth2Validator",
     "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_post", "client_secret_basic"],
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", *LANYARD_GATEWAY_DCR_REDIRECT_SCHEMES],
     "ALLOW_LOCALHOST_LOOPBACK": True,  # RFC 8252: native clients listen on any loopback port

@@ -460,3 +460,20 @@ def test_an_offboarded_person_is_refused_on_the_next_call(gateway, token, django
     refused = post(url, token, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def test_a_headless_agent_calls_through_the_gateway_as_its_owner(gateway, wired, pdp, employee, client):
+    from .test_agents import agent, token_request
+
+    answer = token_request(
+        client, agent(employee), resource=f"{gateway.rsplit(':', 1)[0]}:8901/mcp/team-wiki"
+    )
+    assert answer.status_code == 200, answer.content
+    result = mcp(
+        f"{gateway}/mcp/team-wiki",
+        answer.json()["access_token"],
+        lambda s: s.call_tool("search", {"query": "ci"}),
+    )
+    assert not result.is_error
+    asked = [r for r in pdp.requests if r["action"]["name"] == "tools/call"]
+    assert asked and asked[-1]["subject"]["properties"]["username"] == employee.get_username()
