@@ -9,7 +9,9 @@ the same token, the same question and the same endpoint are answered from memory
 - ``0`` turns the memory off (every call asks, as before).
 
 Entries carry tags (the person's e-mail, the connector id) so that :meth:`TTLCache.forget` can drop
-everything about a person or a connector at once when the gateway learns of a change sooner.
+everything about a person or a connector at once when the gateway learns of a change sooner: its SSF
+listener (``gateway/ssf.py``) does so on each of Lanyard's SETs, and while those arrive an entry may be
+kept for ``LANYARD_GATEWAY_SIGNALLED_CACHE_SECONDS`` instead.
 Bounded: the least recently used entries beyond ``size`` go first. Nothing here is a secret: token
 entries are keyed by the token's SHA-256, never by the token.
 """
@@ -26,21 +28,49 @@ from django.conf import settings
 MISSING = object()
 
 
-def ttl() -> float:
+_signals_live_until = 0.0
+
+
+def signals_live_for(seconds: float) -> None:
+    """The SSF listener heard from its stream: signalled entries may be trusted for ``seconds`` more."""
+    global _signals_live_until
+    _signals_live_until = time.monotonic() + seconds
+
+
+def signals_lost() -> None:
+    global _signals_live_until
+    _signals_live_until = 0.0
+
+
+def signals_live() -> bool:
+    return time.monotonic() < _signals_live_until
+
+
+def base_ttl() -> float:
     return float(settings.LANYARD_GATEWAY_CACHE_SECONDS)
+
+
+def ttl() -> float:
+    """How long a new entry may be kept: longer while SETs are arriving (they make it forget)."""
+    base = base_ttl()
+    if base > 0 and signals_live():
+        return max(base, float(settings.LANYARD_GATEWAY_SIGNALLED_CACHE_SECONDS))
+    return base
 
 
 class TTLCache:
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
-        self.entries: OrderedDict[Hashable, tuple[float, Any, frozenset]] = OrderedDict()
+        self.entries: OrderedDict[Hashable, tuple[float, float, Any, frozenset]] = OrderedDict()
 
     def get(self, key: Hashable) -> Any:
         entry = self.entries.get(key)
         if entry is None:
             return MISSING
-        expires, value, _tags = entry
-        if time.monotonic() >= expires:
+        stored, expires, value, _tags = entry
+        now = time.monotonic()
+        # Past its time, or kept long on the strength of a stream that has since gone quiet.
+        if now >= expires or (not signals_live() and now - stored >= base_ttl()):
             self.entries.pop(key, None)
             return MISSING
         return value
@@ -49,7 +79,8 @@ class TTLCache:
         seconds = ttl()
         if seconds <= 0:
             return
-        self.entries[key] = (time.monotonic() + seconds, value, frozenset(tags))
+        now = time.monotonic()
+        self.entries[key] = (now, now + seconds, value, frozenset(tags))
         self.entries.move_to_end(key)
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
@@ -57,7 +88,7 @@ class TTLCache:
     def forget(self, *tags: Hashable) -> int:
         """Drop every entry carrying any of ``tags``; return how many."""
         wanted = set(tags)
-        gone = [key for key, (_e, _v, have) in self.entries.items() if have & wanted]
+        gone = [key for key, entry in self.entries.items() if entry[3] & wanted]
         for key in gone:
             del self.entries[key]
         return len(gone)

@@ -54,6 +54,7 @@ from .cache import MISSING, TTLCache
 from .models import Endpoint
 from .recording import Recorder
 from .services import connector_resource, endpoint_url
+from .ssf import SignalListener
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ class Gateway:
         self.pdp_client: httpx.AsyncClient | None = None
         self.upstreams = UpstreamClients()
         self.sessions = UpstreamSessions()
+        self.signals = SignalListener([resource.TOKENS, ENDPOINTS, DECISIONS])
         self.recorder = Recorder()
         self.app = Starlette(
             routes=[
@@ -294,6 +296,7 @@ class Gateway:
             self.pdp_client = client
             self.sessions.task_group = tg
             tg.start_soon(self.recorder.run)
+            tg.start_soon(self.signals.run)
             try:
                 yield
             finally:
@@ -323,6 +326,8 @@ class Gateway:
         except httpx.HTTPError as exc:
             checks["pdp"] = f"unreachable at {url} ({type(exc).__name__})"
         ready = all(v == "ok" for v in checks.values())
+        # Informational: without its SET stream the gateway only keeps memories for the short bound.
+        checks["signals"] = self.signals.state()
         body = {"status": "ok" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, 200 if ready else 503)
 

@@ -433,6 +433,13 @@ LANYARD_GATEWAY_UPSTREAM_TIMEOUT = env.float("LANYARD_GATEWAY_UPSTREAM_TIMEOUT",
 # Seconds the gateway answers the same token, question and endpoint from memory (gateway/cache.py):
 # the bound on how late a revocation, suspension or policy change reaches a gateway process. 0: off.
 LANYARD_GATEWAY_CACHE_SECONDS = env.float("LANYARD_GATEWAY_CACHE_SECONDS", default=1.0)
+# The gateway as a receiver of Lanyard's SETs (gateway/ssf.py): a transmitter receiver token from the admin.
+LANYARD_GATEWAY_SSF_TOKEN = env.str("LANYARD_GATEWAY_SSF_TOKEN", default="")
+LANYARD_GATEWAY_SSF_POLL_SECONDS = env.float("LANYARD_GATEWAY_SSF_POLL_SECONDS", default=0.25)
+# While SETs arrive, how long the gateway may remember (each SET makes it forget its subject at once).
+LANYARD_GATEWAY_SIGNALLED_CACHE_SECONDS = env.float("LANYARD_GATEWAY_SIGNALLED_CACHE_SECONDS", default=30.0)
+# Names this process's stream (lanyard-gateway <instance>); default <hostname>:<port>.
+LANYARD_GATEWAY_INSTANCE = env.str("LANYARD_GATEWAY_INSTANCE", default="")
 # The largest JSON-RPC message (bytes) a client may POST to the gateway (413 beyond; 411 without a length).
 LANYARD_GATEWAY_MAX_BYTES = env.int("LANYARD_GATEWAY_MAX_BYTES", default=1024 * 1024)
 # Seconds between flushes of the gateway's buffered activity events to the audit chain.

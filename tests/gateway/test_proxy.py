@@ -302,7 +302,7 @@ def test_calls_are_recorded_on_the_audit_chain_without_arguments(gateway, token,
 def test_readiness_names_an_unreachable_decision_point(gateway, pdp, settings):
     ready = httpx.get(f"{gateway}/readyz", timeout=10)
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "pdp": "ok"}}
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "pdp": "ok", "signals": "off"}}
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.LANYARD_GATEWAY_PORT)
 
     def handle(self, *args, host: str, port: int, **options) -> None:
+        import socket
+
         from gateway.proxy import create_app
+
+        # Names this process's SET stream at Lanyard's transmitter (gateway/ssf.py): a restart takes it back.
+        settings.LANYARD_GATEWAY_INSTANCE = (
+            settings.LANYARD_GATEWAY_INSTANCE or f"{socket.gethostname()}:{port}"
+        )
 
         self.stdout.write(f"Lanyard MCP gateway on http://{host}:{port}/mcp/<connector-slug>")
         # workers=1 explicitly: uvicorn would otherwise read WEB_CONCURRENCY (gunicorn's, in the same
