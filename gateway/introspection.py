@@ -1,7 +1,8 @@
 """Is a gateway access token usable right now? RFC 7662 introspection with the register's verdict.
 
 DOT's introspection says whether the OAuth token is valid; a gateway token is usable only while its
-register Grant is active and not held and its connector is active. Nothing here is cached, so a
+register Grant is active and not held and its connector is active. Nothing here is cached (the
+gateway's bounded memory of the answer is in gateway/cache.py), so a
 revoked grant or a suspended connector is refused on the very next call, mid-session included.
 This is why the gateway validates by introspection (or this function, in-process, when it shares
 Lanyard's database read-only) rather than by self-contained JWTs: a JWT stays valid until it expires.

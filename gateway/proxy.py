@@ -9,8 +9,9 @@ session per request.
 Per request, before anything reaches an upstream:
 1. the endpoint is looked up by slug (unknown → 404);
 2. the bearer token is checked by ``introspection.token_status`` *in-process* (the gateway shares
-   Lanyard's database, read-only in practice: two SELECTs, nothing cached), so a revoked grant or a
-   suspended connector is refused on the very next call; a token for another endpoint is a 401;
+   Lanyard's database, read-only in practice: two SELECTs), remembered for at most
+   ``LANYARD_GATEWAY_CACHE_SECONDS`` (or longer while Lanyard's SETs arrive and make it forget:
+   ``gateway/cache.py``, ``gateway/ssf.py``); a token for another endpoint is a 401;
 3. ``tools/list`` is forwarded and filtered to what the PDP permits; ``tools/call``,
    ``resources/read`` and ``prompts/get`` are decided by the PDP before they are forwarded; a deny is
    an MCP error carrying the PDP's reason;
