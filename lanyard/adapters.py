@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.mfa.stages import AuthenticateStage
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -261,7 +262,18 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             "user_id": user.pk if user is not None else None,
         }
         if user is None:
-            return  # a new account: save_user() creates and links it
+            # A new account, which save_user() creates and links, under the register's address: the
+            # identity is who this is, whatever spelling (or other address) the IdP sends.
+            idp_email = str(claims.get("email") or "").strip().lower()
+            sociallogin.user.email = identity.email.lower()
+            sociallogin.email_addresses = [
+                EmailAddress(
+                    email=identity.email.lower(),
+                    verified=idp_email == identity.email.lower() and claims.get("email_verified") is True,
+                    primary=True,
+                )
+            ]
+            return
         if not sociallogin.is_existing:
             sociallogin.connect(request, user)
         self._after(request, user)
@@ -296,13 +308,6 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def is_auto_signup_allowed(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
         return True
-
-    def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data):
-        user = super().populate_user(request, sociallogin, data)
-        sso = getattr(request, "_lanyard_sso", None)
-        if sso is not None:
-            user.email = sso["identity"].email.lower()  # the register's address, not the IdP's spelling
-        return user
 
     def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form=None):
         with transaction.atomic():

@@ -129,3 +129,19 @@ def test_a_tampered_state_signs_no_one_in(sim, okta_source):
     )
     assert response.status_code == 401  # allauth's "third-party login failure" page
     assert "_auth_user_id" not in client.session and not User.objects.exists()
+
+
+def test_the_subject_decides_who_it_is_whatever_email_the_idp_sends(sim, okta_source, sign_in):
+    identity = Identity.objects.get(source=okta_source, email__iexact="employee@lanyard.demo")
+    Identity.objects.filter(pk=identity.pk).update(email="Emma.E@acmecorp.example")
+    assert sign_in(Client(), "employee@lanyard.demo").status_code == 302
+    user = User.objects.get(identities=identity)
+    assert user.email == "emma.e@acmecorp.example"
+    assert not User.objects.filter(email="employee@lanyard.demo").exists()
+
+
+def test_the_admin_offers_no_place_to_store_idp_client_secrets(admin_client, settings):
+    settings.LANYARD_REQUIRE_STAFF_MFA = False
+    assert admin_client.get("/admin/socialaccount/socialapp/").status_code == 404
+    assert admin_client.get("/admin/socialaccount/socialtoken/").status_code == 404
+    assert admin_client.get("/admin/socialaccount/socialaccount/").status_code == 200
