@@ -19,7 +19,7 @@ from allauth.mfa.stages import AuthenticateStage
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialLogin
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -29,8 +29,12 @@ from audit.models import AuditEvent
 from connectors.models import Identity
 from governance import signin
 from governance.iam_group import IAM_STAFF
+from governance.iam_group import PERMISSIONS as IAM_PERMISSIONS
 
 SSO_SESSION_KEY = "lanyard_sso"
+# Read-only role an IdP group can give (LANYARD_OIDC_<ID>_AUDITOR_GROUPS): the audit trail, the
+# register and the admin in view-only mode, nothing that changes state.
+AUDITORS = "Auditors"
 DENIED = AuditEvent.Outcome.DENIED
 
 
@@ -182,31 +186,55 @@ def _groups(claims: dict[str, Any], app: dict[str, Any]) -> set[str]:
     return {str(g) for g in value} if isinstance(value, list) else set()
 
 
+def auditor_group() -> Group:
+    """Return the read-only "Auditors" group (created on first use): every view permission of IAM staff."""
+    group, created = Group.objects.get_or_create(name=AUDITORS)
+    if created:
+        for app_label, models in IAM_PERMISSIONS.items():
+            for model in (m for m, actions in models.items() if "view" in actions):
+                group.permissions.add(
+                    Permission.objects.get(
+                        content_type__app_label=app_label, content_type__model=model, codename=f"view_{model}"
+                    )
+                )
+    return group
+
+
 def sync_roles(*, user, claims: dict[str, Any], app: dict[str, Any], provider_id: str, request) -> list[str]:
-    """Grant or remove IAM staff as the IdP's groups say; audit each change; return the changes."""
-    staff_groups = set(app.get("lanyard_staff_groups") or [])
-    if not staff_groups:
+    """Grant or remove IAM staff and auditor as the IdP's groups say; audit each change; return them."""
+    mapped = [
+        (IAM_STAFF, set(app.get("lanyard_staff_groups") or [])),
+        (AUDITORS, set(app.get("lanyard_auditor_groups") or [])),
+    ]
+    mapped = [(role, idp_groups) for role, idp_groups in mapped if idp_groups]
+    if not mapped:
         return []  # this provider does not decide roles
     groups = _groups(claims, app)
-    should = bool(groups & staff_groups)
     changes = []
     with transaction.atomic():
-        group = Group.objects.get(name=IAM_STAFF)
-        member = user.groups.filter(pk=group.pk).exists()
-        data = {"role": IAM_STAFF, "provider": provider_id, "groups": sorted(groups & staff_groups)}
-        if should and (not member or not user.is_staff):
-            user.groups.add(group)
-            user.is_staff = True
+        for role, idp_groups in mapped:
+            group = auditor_group() if role == AUDITORS else Group.objects.get(name=IAM_STAFF)
+            member = user.groups.filter(pk=group.pk).exists()
+            should = bool(groups & idp_groups)
+            data = {"role": role, "provider": provider_id, "groups": sorted(groups & idp_groups)}
+            if should and not member:
+                user.groups.add(group)
+                signin.signin_record("auth.role_granted", request=request, user=user, data=data)
+                changes.append(f"{role} granted")
+            elif not should and member:
+                user.groups.remove(group)
+                signin.signin_record("auth.role_removed", request=request, user=user, data=data)
+                changes.append(f"{role} removed")
+        # The admin's door follows the roles; a break-glass superuser keeps it whatever the IdP says.
+        staff = user.is_superuser or user.groups.filter(name__in=[IAM_STAFF, AUDITORS]).exists()
+        if staff != user.is_staff:
+            user.is_staff = staff
             user.save(update_fields=["is_staff"])
-            signin.signin_record("auth.role_granted", request=request, user=user, data=data)
-            changes.append("granted")
-        elif not should and member:
-            user.groups.remove(group)
-            if not user.is_superuser:  # a break-glass superuser keeps the admin
-                user.is_staff = False
-                user.save(update_fields=["is_staff"])
-            signin.signin_record("auth.role_removed", request=request, user=user, data=data)
-            changes.append("removed")
+            if not changes:  # the admin flag was set by hand, not by a role: its change is audited too
+                action = "auth.role_granted" if staff else "auth.role_removed"
+                data = {"role": "admin access", "provider": provider_id, "groups": sorted(groups)}
+                signin.signin_record(action, request=request, user=user, data=data)
+                changes.append(f"admin access {'granted' if staff else 'removed'}")
     return changes
 
 

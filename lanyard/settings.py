@@ -155,7 +155,8 @@ LANYARD_REQUIRE_STAFF_MFA = env.bool("LANYARD_REQUIRE_STAFF_MFA", default=not DE
 # LANYARD_OIDC_<ID>_SERVER_URL (the issuer), _CLIENT_ID, _SECRET, and optional _NAME (the button),
 # _SCOPE, _TOKEN_AUTH_METHOD, _SOURCE (the identity source whose external ids are this IdP's
 # subjects), _SUBJECT_CLAIM (default sub; Entra: oid), _GROUPS_CLAIM (default groups),
-# _STAFF_GROUPS (groups that make IAM staff; unset: sign-in never changes roles). README "Single sign-on".
+# _STAFF_GROUPS (groups that make IAM staff), _AUDITOR_GROUPS (the read-only Auditors role); neither
+# set: sign-in never changes roles. README "Single sign-on".
 LANYARD_PASSWORD_LOGIN = env.bool("LANYARD_PASSWORD_LOGIN", default=True)
 # amr values (RFC 8176) that count as a second factor done at the IdP: staff then need no TOTP here.
 LANYARD_SSO_MFA_AMR = env.list("LANYARD_SSO_MFA_AMR", default=["mfa", "otp", "hwk"])
@@ -185,6 +186,7 @@ def _oidc_apps() -> list[dict]:
             "lanyard_subject_claim": env.str(prefix + "SUBJECT_CLAIM", default="sub"),
             "lanyard_groups_claim": env.str(prefix + "GROUPS_CLAIM", default="groups"),
             "lanyard_staff_groups": env.list(prefix + "STAFF_GROUPS", default=[]),
+            "lanyard_auditor_groups": env.list(prefix + "AUDITOR_GROUPS", default=[]),
         }
         if env.str(prefix + "TOKEN_AUTH_METHOD", default=""):
             app_settings["token_auth_method"] = env.str(prefix + "TOKEN_AUTH_METHOD")

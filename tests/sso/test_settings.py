@@ -15,6 +15,7 @@ def test_each_named_provider_becomes_an_openid_connect_app(monkeypatch):
     monkeypatch.setenv("LANYARD_OIDC_OKTA_SECRET", "s1")
     monkeypatch.setenv("LANYARD_OIDC_OKTA_SOURCE", "Acme Okta")
     monkeypatch.setenv("LANYARD_OIDC_OKTA_STAFF_GROUPS", "Lanyard IAM,IT Admins")
+    monkeypatch.setenv("LANYARD_OIDC_OKTA_AUDITOR_GROUPS", "Lanyard Auditors")
     monkeypatch.setenv("LANYARD_OIDC_ENTRA_NAME", "Microsoft")
     monkeypatch.setenv("LANYARD_OIDC_ENTRA_SERVER_URL", "https://login.microsoftonline.com/t-id/v2.0")
     monkeypatch.setenv("LANYARD_OIDC_ENTRA_CLIENT_ID", "app-id")
@@ -27,9 +28,11 @@ def test_each_named_provider_becomes_an_openid_connect_app(monkeypatch):
     assert okta["settings"]["oauth_pkce_enabled"] is True
     assert okta["settings"]["lanyard_staff_groups"] == ["Lanyard IAM", "IT Admins"]
     assert okta["settings"]["lanyard_source"] == "Acme Okta"
+    assert okta["settings"]["lanyard_auditor_groups"] == ["Lanyard Auditors"]
     assert entra["name"] == "Microsoft" and entra["settings"]["lanyard_subject_claim"] == "oid"
     assert entra["settings"]["token_auth_method"] == "client_secret_post"
     assert entra["settings"]["lanyard_staff_groups"] == []  # no groups: Entra does not decide roles
+    assert entra["settings"]["lanyard_auditor_groups"] == []
 
 
 def test_none_named_means_no_buttons(monkeypatch):

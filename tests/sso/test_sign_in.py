@@ -145,3 +145,34 @@ def test_the_admin_offers_no_place_to_store_idp_client_secrets(admin_client, set
     assert admin_client.get("/admin/socialaccount/socialapp/").status_code == 404
     assert admin_client.get("/admin/socialaccount/socialtoken/").status_code == 404
     assert admin_client.get("/admin/socialaccount/socialaccount/").status_code == 200
+
+
+def test_an_auditor_group_gives_read_only_access_and_removal_takes_it(sim, okta_source, sign_in, settings):
+    okta = settings.SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"][0]
+    okta["settings"]["lanyard_auditor_groups"] = ["Lanyard Auditors"]
+    sim.oidc_groups("manager@lanyard.demo", add=["Lanyard Auditors"])
+    client = Client()
+    assert sign_in(client, "manager@lanyard.demo").status_code == 302
+    user = User.objects.get(email="manager@lanyard.demo")
+    assert user.is_staff and list(user.groups.values_list("name", flat=True)) == ["Auditors"]
+    assert user.has_perm("audit.view_auditevent") and user.has_perm("connectors.view_grant")
+    assert not user.has_perm("connectors.decide_connector") and not user.has_perm("connectors.change_grant")
+    assert client.get(reverse("audit:events")).status_code == 200
+    assert client.get(reverse("admin:index")).status_code == 200  # the id token asserted MFA
+    granted = AuditEvent.objects.get(action="auth.role_granted")
+    assert granted.data["role"] == "Auditors"
+
+    sim.oidc_groups("manager@lanyard.demo", remove=["Lanyard Auditors"])
+    client = Client()
+    sign_in(client, "manager@lanyard.demo")
+    user = User.objects.get(pk=user.pk)
+    assert not user.is_staff and not user.groups.exists()
+    assert client.get(reverse("audit:events")).status_code == 403
+    assert AuditEvent.objects.get(action="auth.role_removed").data["role"] == "Auditors"
+
+
+def test_a_hand_set_staff_flag_follows_the_idp_and_is_audited(sim, okta_source, sign_in):
+    User.objects.create_user(username="emma", email="employee@lanyard.demo", is_staff=True)
+    sign_in(Client(), "employee@lanyard.demo")
+    assert not User.objects.get(email="employee@lanyard.demo").is_staff
+    assert AuditEvent.objects.get(action="auth.role_removed").data["role"] == "admin access"
