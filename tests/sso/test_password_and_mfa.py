@@ -79,6 +79,9 @@ def test_staff_without_mfa_at_the_idp_must_still_enrol_lanyards(sim, okta_source
     assert client.session["lanyard_sso"] == {"provider": "okta", "mfa": False}
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("mfa_activate_totp"))
+    # Just signed in through the IdP, they can enrol at once (no password to re-enter: they have none).
+    page = client.get(reverse("mfa_activate_totp"))
+    assert page.status_code == 200 and b"secret" in page.content.lower()
 
 
 @pytestmark_sso
