@@ -145,7 +145,11 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "lanyard.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Passkeys (WebAuthn) as a second factor besides TOTP (issue 19); not (yet) passwordless sign-in.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = False
+# WebAuthn needs https (or localhost); the local demo and the browser tests run on http.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env.bool("LANYARD_WEBAUTHN_ALLOW_INSECURE_ORIGIN", default=DEBUG)
 MFA_TOTP_ISSUER = "Lanyard"
 LANYARD_OPEN_SIGNUP = env.bool("LANYARD_OPEN_SIGNUP", default=False)
 LANYARD_REQUIRE_STAFF_MFA = env.bool("LANYARD_REQUIRE_STAFF_MFA", default=not DEBUG)
