@@ -31,6 +31,13 @@ ACTIONS = {
     "auth.password_set": "Password set",
     "auth.password_reset": "Password reset",
     "auth.password_set_by_admin": "Password set by staff in the admin",
+    # Single sign-on (lanyard.adapters): the company IdP's sign-ins and the roles its groups give.
+    "auth.sso_account_created": "Account created at first sign-in through the identity provider",
+    "auth.sso_linked": "Linked to their identities in the register at sign-in",
+    "auth.sso_refused": "Refused: the identity provider's person is not in the register",
+    "auth.role_granted": "IAM staff role given by the identity provider's groups",
+    "auth.role_removed": "IAM staff role removed: no longer in the identity provider's group",
+    "auth.password_login_refused": "Refused: password sign-in is switched off",
 }
 FAILED = AuditEvent.Outcome.FAILURE
 DENIED = AuditEvent.Outcome.DENIED

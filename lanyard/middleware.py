@@ -1,4 +1,7 @@
-"""The admin's door: non-staff are refused; staff must enrol MFA first (LANYARD_REQUIRE_STAFF_MFA)."""
+"""The admin's door: non-staff are refused; staff must enrol MFA first (LANYARD_REQUIRE_STAFF_MFA).
+
+A session signed in through an IdP whose id token asserted a second factor (``amr``) needs none here.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+
+from .adapters import session_mfa_by_idp
 
 
 class RequireStaffMFAMiddleware:
@@ -32,6 +37,7 @@ class RequireStaffMFAMiddleware:
             and request.user.is_authenticated
             and request.user.is_staff
             and not get_adapter().is_mfa_enabled(request.user)
+            and not session_mfa_by_idp(request)
         ):
             messages.warning(request, "Set up two-factor authentication before using the admin.")
             return redirect(f"{reverse('mfa_activate_totp')}?next={request.get_full_path()}")

@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    # Single sign-on (issue 19): allauth's social accounts, generic OpenID Connect provider.
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "guardian",
     "django_tables2",
     "django_filters",
@@ -142,10 +145,76 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "lanyard.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Passkeys (WebAuthn) as a second factor besides TOTP (issue 19); not (yet) passwordless sign-in.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = False
+# WebAuthn needs https (or localhost); the local demo and the browser tests run on http.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env.bool("LANYARD_WEBAUTHN_ALLOW_INSECURE_ORIGIN", default=DEBUG)
 MFA_TOTP_ISSUER = "Lanyard"
 LANYARD_OPEN_SIGNUP = env.bool("LANYARD_OPEN_SIGNUP", default=False)
 LANYARD_REQUIRE_STAFF_MFA = env.bool("LANYARD_REQUIRE_STAFF_MFA", default=not DEBUG)
+
+# --- Single sign-on (issue 19): the company IdP over OpenID Connect (allauth's openid_connect) -----
+# LANYARD_OIDC_PROVIDERS names the providers (e.g. "okta,entra"); each ID has its own variables,
+# LANYARD_OIDC_<ID>_SERVER_URL (the issuer), _CLIENT_ID, _SECRET, and optional _NAME (the button),
+# _SCOPE, _TOKEN_AUTH_METHOD, _SOURCE (the identity source whose external ids are this IdP's
+# subjects), _SUBJECT_CLAIM (default sub; Entra: oid), _GROUPS_CLAIM (default groups),
+# _STAFF_GROUPS (groups that make IAM staff), _AUDITOR_GROUPS (the read-only Auditors role); neither
+# set: sign-in never changes roles. README "Single sign-on".
+LANYARD_PASSWORD_LOGIN = env.bool("LANYARD_PASSWORD_LOGIN", default=True)
+# amr values (RFC 8176) that count as a second factor done at the IdP: staff then need no TOTP here.
+LANYARD_SSO_MFA_AMR = env.list("LANYARD_SSO_MFA_AMR", default=["mfa", "otp", "hwk"])
+
+
+def _oidc_apps() -> list[dict]:
+    apps = []
+    for provider_id in env.list("LANYARD_OIDC_PROVIDERS", default=[]):
+        provider_id = provider_id.strip().lower()
+        if not provider_id.replace("-", "").replace("_", "").isalnum():
+            raise ImproperlyConfigured(
+                f"LANYARD_OIDC_PROVIDERS: '{provider_id}' must be letters, digits, - or _"
+            )
+        prefix = "LANYARD_OIDC_" + provider_id.upper().replace("-", "_") + "_"
+        missing = [v for v in ("SERVER_URL", "CLIENT_ID", "SECRET") if not env.str(prefix + v, default="")]
+        if missing:
+            raise ImproperlyConfigured(
+                f"Sign-in provider '{provider_id}' needs {', '.join(prefix + v for v in missing)}."
+            )
+        app_settings = {
+            "server_url": env.str(prefix + "SERVER_URL").rstrip("/"),
+            "oauth_pkce_enabled": True,
+            "fetch_userinfo": True,
+            "scope": env.str(prefix + "SCOPE", default="openid email profile").split(),
+            # Lanyard's own keys (allauth ignores them): how an IdP's people and groups map.
+            "lanyard_source": env.str(prefix + "SOURCE", default=""),
+            "lanyard_subject_claim": env.str(prefix + "SUBJECT_CLAIM", default="sub"),
+            "lanyard_groups_claim": env.str(prefix + "GROUPS_CLAIM", default="groups"),
+            "lanyard_staff_groups": env.list(prefix + "STAFF_GROUPS", default=[]),
+            "lanyard_auditor_groups": env.list(prefix + "AUDITOR_GROUPS", default=[]),
+        }
+        if env.str(prefix + "TOKEN_AUTH_METHOD", default=""):
+            app_settings["token_auth_method"] = env.str(prefix + "TOKEN_AUTH_METHOD")
+        apps.append(
+            {
+                "provider_id": provider_id,
+                "name": env.str(prefix + "NAME", default=provider_id.replace("-", " ").title()),
+                "client_id": env.str(prefix + "CLIENT_ID"),
+                "secret": env.str(prefix + "SECRET"),
+                "settings": app_settings,
+            }
+        )
+    return apps
+
+
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": _oidc_apps()}}
+SOCIALACCOUNT_ADAPTER = "lanyard.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True  # just-in-time accounts, decided by the adapter (a register match)
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by email is the adapter's, through the register
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_STORE_TOKENS = False  # the IdP's access and refresh tokens are never kept
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the "Sign in with …" buttons POST (CSRF-protected)
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("LANYARD_SSO_TIMEOUT", default=10)
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("lanyard.adapters.sign_in_context")
 
 # Sign-in behind proxies (hardening): the client address that allauth's rate limits and the audit
 # trail's sign-in events use. Direct (the default): REMOTE_ADDR. Behind N proxies you run: the Nth

@@ -1,4 +1,5 @@
 from allauth.account.decorators import secure_admin_login
+from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin
 from django.urls import include, path
 from oauth2_provider.views import OAuthServerMetadataView
@@ -16,6 +17,11 @@ admin.site.index_title = "AI connector register"
 # The admin logs in through allauth, so its rate limits and MFA apply there too.
 admin.autodiscover()
 admin.site.login = secure_admin_login(admin.site.login)
+# Sign-in providers come from the environment (LANYARD_OIDC_*): allauth's social-application admin
+# would keep client secrets in the database in plain text, and its token admin shows nothing (tokens
+# are not stored). The social accounts themselves (who is linked to which IdP subject) stay visible.
+admin.site.unregister(SocialApp)
+admin.site.unregister(SocialToken)
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -22,6 +22,8 @@ import httpx
 from . import api_entra, api_github, api_google, api_okta, creds
 from .editions import Editions
 from .faults import Faults
+from .oidc import OidcProviders
+from .oidc import handles as oidc_handles
 from .ssf import SsfTransmitters
 from .tenant import DEPROVISIONED, STATUS_NAMES, Tenant
 from .wire import ApiError, Req, Resp, page_of
@@ -69,6 +71,7 @@ class Sim:
         self.faults = Faults()
         self.editions = Editions()
         self.ssf = SsfTransmitters()
+        self.oidc = OidcProviders(seed=seed)
         self.requests = 0
 
     def reset(self, **overrides: Any) -> None:
@@ -77,6 +80,7 @@ class Sim:
         self.faults.clear()
         self.editions.reset(**(overrides.get("edition") or {}))
         self.ssf.reset()
+        self.oidc.reset(self.params["seed"])
 
     # --- dispatch
 
@@ -96,6 +100,8 @@ class Sim:
                 return Resp(400, {"error": str(exc)})
         if prefix == "ssf":  # the simulated SSF transmitters (simulator/ssf.py)
             return self.ssf.handle(method, sub, f"http://{host}", headers, body)
+        if oidc_handles(prefix, sub):  # sign-in: the simulated OpenID providers (simulator/oidc.py)
+            return self.oidc.handle(prefix, method, sub, f"http://{host}", self.tenant, headers, body, query)
         mod = MODULES.get(prefix)
         if mod is None:
             return Resp(
@@ -193,6 +199,8 @@ class Sim:
             return Resp(200, self.mutate(data, url))
         if sub.startswith("/ssf/"):
             return self.ssf.control(sub, method, data, url, t)
+        if sub.startswith("/oidc/"):
+            return self.oidc.control(sub, method, data, url, t)
         return Resp(404, {"error": f"unknown control endpoint {method} /_sim{sub}"})
 
     def mutate(self, data: dict, url: str = "") -> dict:
@@ -426,6 +434,17 @@ class SimHandle:
 
     def ssf_rotate(self, provider: str) -> str:
         return self._call("POST", "/ssf/rotate", json={"provider": provider})["kid"]
+
+    # --- the OpenID Connect providers (simulator/oidc.py)
+
+    def oidc_clients(self) -> dict[str, dict[str, str]]:
+        """Per provider (okta, google): issuer, client_id and client_secret of its one client."""
+        return self._call("GET", "/oidc/clients")
+
+    def oidc_groups(self, email: str, *, add: list[str] = (), remove: list[str] = ()) -> list[str]:
+        """Add or remove a person's Okta groups; return the groups their next id token carries."""
+        body = {"email": email, "add": list(add), "remove": list(remove)}
+        return self._call("POST", "/oidc/groups", json=body)["groups"]
 
     def stop(self) -> None:
         self._client.close()
