@@ -1,28 +1,38 @@
-"""Receiving a Security Event Token: verify it (PyJWT), guard against replay, act on it, audit it.
+"""Receiving a Security Event Token: verify it (PyJWT), store it once, then act on it and audit it.
 
-``receive`` is the whole receiver: the push view (``signals.views``) only reads the body. Every SET
-ends in the audit trail: ``ssf.set_received`` (verified, with what was done), ``ssf.set_replayed``
-(seen before: acknowledged, not acted on again) or ``ssf.set_refused`` (with the RFC 8935 error code
-and why). A refused SET's claims are unauthenticated, so only its header's ``kid`` and what the
-refusal needs are recorded, never the token.
+``receive`` is the request path (the push view and the poll loop call it): it verifies the SET and
+stores it with one ``INSERT ... ON CONFLICT DO NOTHING`` (the replay guard), then answers 202.
+``received_process`` is the processor: a Celery task scheduled when the row commits (and beat, as a
+safety net) takes pending SETs in batches (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL), acts
+on each in its own savepoint and writes their audit events under one chain lock, in the transaction
+that records their outcome.
+
+Every SET ends in the audit trail: ``ssf.set_received`` (verified, with what was done),
+``ssf.set_replayed`` (seen before: acknowledged, counted on the row, not acted on again) or
+``ssf.set_refused`` (with the RFC 8935 error code and why). A refused SET's claims are
+unauthenticated, so only its header's ``kid`` and what the refusal needs are recorded, never the token.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import OperationalError, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from audit.chain import normalise_ip
 from audit.models import AuditEvent
-from audit.services import record
+from audit.services import record, record_batch
 from connectors.models import Device, Identity
 
 from . import events as ev
@@ -295,8 +305,38 @@ def refuse(stream: ReceiverStream | None, err: str, description: str, *, ip: str
     return _refuse(stream, Refused(err, description), ip=ip, kid=None)
 
 
+def _store(received: ReceivedSet) -> int | None:
+    """INSERT the verified SET unless its (issuer, jti) is stored already; return its id, None if so.
+
+    One statement, ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the unique constraint is the
+    replay guard, with no read before the write and no savepoint around it. (Django's
+    ``bulk_create(ignore_conflicts=True)`` cannot tell an insert from a conflict.)
+    """
+    connection = connections[ReceivedSet.objects.db]
+    quote = connection.ops.quote_name
+    fields = _STORED_FIELDS
+    sql = (
+        f"INSERT INTO {quote(ReceivedSet._meta.db_table)} "  # noqa: S608 - our identifiers only
+        f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({quote('issuer')}, {quote('jti')}) DO NOTHING RETURNING {quote('id')}"
+    )
+    params = [f.get_db_prep_save(getattr(received, f.attname), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+_STORED_FIELDS = [f for f in ReceivedSet._meta.concrete_fields if not f.primary_key]
+
+
 def receive(stream: ReceiverStream, token: str, *, ip: str | None = None) -> Result:
-    """Verify, de-duplicate, act on and audit one pushed SET; return the RFC 8935 answer."""
+    """Verify one SET and store it for the processor (one durable write); return the RFC 8935 answer.
+
+    Acting on it and its ``ssf.set_received`` audit event follow in ``received_process``, scheduled
+    when the row commits. A refused SET is audited here, at once; a replay too (acknowledged, not
+    acted on again).
+    """
     if not stream.enabled:
         return refuse(stream, "access_denied", "This stream is disabled in Lanyard.", ip=ip)
     try:
@@ -308,49 +348,152 @@ def receive(stream: ReceiverStream, token: str, *, ip: str | None = None) -> Res
             kid = None
         return _refuse(stream, exc, ip=ip, kid=kid if isinstance(kid, str) else None)
     types = [ev.short(t) for t in claims["events"]]
-    base = {"jti": claims["jti"], "iss": claims["iss"], "events": types}
-    # One transaction: the replay guard and what was done commit together, so a SET whose handling
-    # failed is not marked seen and the transmitter's retry acts on it.
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                received = ReceivedSet.objects.create(
-                    stream=stream,
-                    issuer=claims["iss"],
-                    jti=claims["jti"],
-                    event_types=types,
-                    issued_at=datetime.fromtimestamp(claims["iat"], tz=UTC),
-                )
-        except IntegrityError:
+    received = ReceivedSet(
+        stream=stream,
+        issuer=claims["iss"],
+        jti=claims["jti"],
+        event_types=types,
+        claims=claims,
+        ip=normalise_ip(ip),
+        issued_at=datetime.fromtimestamp(claims["iat"], tz=UTC),
+    )
+    received.pk = _store(received)
+    if received.pk is None:
+        with transaction.atomic():
+            ReceivedSet.objects.filter(issuer=received.issuer, jti=received.jti).update(
+                replays=F("replays") + 1
+            )
             record(
                 "ssf.set_replayed",
                 actor=actor_for(stream),
                 source=stream.source_id,
                 target=stream,
                 ip=ip,
-                data=base,
+                data={"jti": received.jti, "iss": received.issuer, "events": types},
             )
-            return Result(202, None, replayed=True)
-        outcome, identity, subject, summary = _act(stream, claims)
-        received.outcome, received.identity, received.subject, received.summary = (
-            outcome,
-            identity,
-            subject,
-            summary,
-        )
-        received.save(update_fields=["outcome", "identity", "subject", "summary"])
-        record(
-            "ssf.set_received",
-            actor=actor_for(stream),
-            source=stream.source_id,
-            target=identity or stream,
-            ip=ip,
-            data={
-                **base,
-                "outcome": outcome,
-                "stream": str(stream.pk),
-                "subject": subject,
-                "summary": summary,
-            },
-        )
+        return Result(202, None, replayed=True)
+    transaction.on_commit(schedule_processing, robust=True)
     return Result(202, None, received=received)
+
+
+# ------------------------------------------------------------------------------------------ process
+
+SCHEDULED_KEY = "lanyard:ssf-process-scheduled"
+
+
+def schedule_processing() -> None:
+    """Ask a worker to process the pending SETs now, unless a run is already asked for."""
+    from .tasks import process_received
+
+    # Deduplicated through the cache like the ingest's usage roll-up: a burst of SETs queues one
+    # task, and the task clears the key before it reads, so a SET committed meanwhile queues the next.
+    if cache.add(SCHEDULED_KEY, 1, timeout=settings.LANYARD_SSF_PROCESS_SWEEP_SECONDS + 60):
+        try:
+            process_received.delay()
+        except Exception:
+            cache.delete(SCHEDULED_KEY)
+            raise
+
+
+@dataclass
+class Processed:
+    processed: int = 0  # acted on, recorded or unknown subject, with their audit events
+    failed: int = 0  # an error while acting: marked failed and audited
+    retry: int = 0  # a transient database error: left pending for the next run
+
+
+def _pending(batch: int):
+    pending = (
+        ReceivedSet.objects.filter(processed_at__isnull=True).select_related("stream__source").order_by("pk")
+    )
+    if connections[pending.db].vendor == "postgresql":
+        # Two processors never take the same SET: each skips the rows another has locked.
+        pending = pending.select_for_update(skip_locked=True, of=("self",))
+    # SQLite has no row locks; its write lock makes a second, concurrent processor fail (and retry)
+    # rather than act on rows the first one has committed.
+    return list(pending[:batch])
+
+
+def received_process(*, batch: int | None = None) -> Processed:
+    """Act on up to ``batch`` pending SETs, each with its outcome, in one transaction; audit them in bulk."""
+    batch = batch or settings.LANYARD_SSF_PROCESS_BATCH
+    done = Processed()
+    with transaction.atomic():
+        rows = _pending(batch)
+        if not rows:
+            return done
+        now = timezone.now()
+        events: list[dict[str, Any]] = []
+        finished: list[ReceivedSet] = []
+        for received in rows:
+            stream = received.stream
+            base = {"jti": received.jti, "iss": received.issuer, "events": received.event_types}
+            audit_outcome = AuditEvent.Outcome.SUCCESS
+            try:
+                # A savepoint per SET: an error undoes what this SET had done, not the batch.
+                with transaction.atomic():
+                    outcome, identity, subject, summary = _act(stream, received.claims)
+            except OperationalError:
+                # A lock conflict or a lost connection: the SET stays pending for the next run.
+                logger.warning("SSF: SET %s will be processed again", received.pk, exc_info=True)
+                done.retry += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad SET must not hold up the others
+                logger.exception("SSF: acting on SET %s failed", received.pk)
+                outcome, identity, subject = ReceivedSet.Outcome.FAILED, None, {}
+                summary = {"error": type(exc).__name__}
+                audit_outcome = AuditEvent.Outcome.FAILURE
+                done.failed += 1
+            else:
+                done.processed += 1
+            received.outcome, received.identity, received.subject, received.summary = (
+                outcome,
+                identity,
+                subject,
+                summary,
+            )
+            received.processed_at = now
+            finished.append(received)
+            events.append(
+                {
+                    "action": "ssf.set_received",
+                    "actor": actor_for(stream),
+                    "outcome": audit_outcome,
+                    "source": stream.source_id,
+                    "target": identity or stream,
+                    "ip": received.ip,
+                    "occurred_at": received.received_at,
+                    "data": {
+                        **base,
+                        "outcome": outcome,
+                        "stream": str(stream.pk),
+                        "subject": subject,
+                        "summary": summary,
+                        **({"replays": received.replays} if received.replays else {}),
+                    },
+                }
+            )
+        if finished:
+            ReceivedSet.objects.bulk_update(
+                finished, ["outcome", "identity", "subject", "summary", "processed_at"]
+            )
+            # Every SET's event under one chain lock, in the transaction of what was done about it.
+            record_batch(events, deduplicate=False)
+    return done
+
+
+def received_process_pending(*, budget_seconds: float = 30.0) -> Processed:
+    """Process pending SETs batch after batch until none is left (or the time budget is spent)."""
+    total = Processed()
+    started = time.monotonic()
+    batch = settings.LANYARD_SSF_PROCESS_BATCH
+    while True:
+        done = received_process(batch=batch)
+        total.processed += done.processed
+        total.failed += done.failed
+        total.retry += done.retry
+        if done.processed + done.failed + done.retry < batch or done.retry:
+            return total
+        if time.monotonic() - started > budget_seconds:
+            transaction.on_commit(schedule_processing, robust=True)  # the rest in the next run
+            return total
