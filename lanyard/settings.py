@@ -387,6 +387,9 @@ LANYARD_SSF_POLL_MAX_ROUNDS = env.int("LANYARD_SSF_POLL_MAX_ROUNDS", default=20)
 # The processor acts on received SETs after the push is answered: a task queued when a SET is stored,
 # taking up to LANYARD_SSF_PROCESS_BATCH at a time; beat runs it every LANYARD_SSF_PROCESS_SWEEP_SECONDS
 # too, in case a task was lost.
+# Seconds a web process keeps a receiver stream it read (a change is seen at once in the process
+# that made it, within these seconds in the others; 0: read it on every push).
+LANYARD_SSF_STREAM_CACHE_SECONDS = env.float("LANYARD_SSF_STREAM_CACHE_SECONDS", default=5.0)
 LANYARD_SSF_PROCESS_BATCH = env.int("LANYARD_SSF_PROCESS_BATCH", default=200)
 LANYARD_SSF_PROCESS_SWEEP_SECONDS = env.int("LANYARD_SSF_PROCESS_SWEEP_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE["ssf-process"] = {
