@@ -51,6 +51,12 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--people", type=int, default=2000, help="identities in the register")
     parser.add_argument("--disabled", type=int, default=300, help="account-disabled SETs (latency)")
     parser.add_argument("--grants-each", type=int, default=3, help="IdP grants per person")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="also measure the throughput with this many request threads in the one process (0: skip)",
+    )
     parser.add_argument("--revokes", type=int, default=200, help="revocations pushed by the transmitter")
     parser.add_argument(
         "--server",
@@ -181,6 +187,18 @@ def _run(args: argparse.Namespace) -> None:
             f"**{measured / elapsed:,.0f} SETs/s** ({elapsed / measured * 1000:.2f} ms each, "
             f"{per_set} SQL statements per SET; target 500/s)"
         )
+        flush_ms = _commit_ms(connection)
+        print(
+            f"one durable INSERT + commit alone (the WAL flush a stored SET waits for): {flush_ms:.2f} ms "
+            f"= at most {1000 / flush_ms:,.0f} commits/s one after another"
+        )
+        if args.threads:
+            threaded = [token("session-revoked", i) for i in range(args.sets)]
+            rate = _threaded(url, threaded, args.threads)
+            print(
+                f"throughput, {args.threads} request threads in the one process (a gthread worker; "
+                f"their commits share WAL flushes): {len(threaded):,} SETs = **{rate:,.0f} SETs/s**"
+            )
         pending = ReceivedSet.objects.filter(processed_at__isnull=True).count()
         started = time.perf_counter()
         done = services.received_process_pending(budget_seconds=3600)
@@ -212,6 +230,53 @@ def _run(args: argparse.Namespace) -> None:
         _transmitter(args)
     finally:
         sim.stop()
+
+
+def _commit_ms(connection, n: int = 500) -> float:
+    """The time of one durable single-row INSERT and its commit (autocommit), on this database."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, v text)")
+        started = time.perf_counter()
+        for _ in range(n):
+            cursor.execute("INSERT INTO bench_commit (v) VALUES ('x')")
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_commit")
+    return elapsed / n * 1000
+
+
+def _threaded(url: str, tokens: list[str], threads: int) -> float:
+    """Post the tokens from ``threads`` threads of this process at once; return SETs/s."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    chunks = [tokens[i::threads] for i in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    failures: list[int] = []
+
+    def run(chunk: list[str]) -> None:
+        client = Client()
+        try:
+            connection.ensure_connection()  # each thread has its own connection, opened first
+            barrier.wait()
+            for body in chunk:
+                status = client.post(url, data=body, content_type="application/secevent+jwt").status_code
+                if status != 202:
+                    failures.append(status)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    assert not failures, failures[:5]
+    return len(tokens) / elapsed
 
 
 def _latency(args: argparse.Namespace, token, post) -> list[float]:
