@@ -53,9 +53,10 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--grants-each", type=int, default=3, help="IdP grants per person")
     parser.add_argument(
         "--threads",
-        type=int,
-        default=4,
-        help="also measure the throughput with this many request threads in the one process (0: skip)",
+        type=lambda v: [int(n) for n in v.split(",") if n.strip() and int(n)],
+        default=[4],
+        help="also measure the throughput with this many request threads in the one process "
+        "(comma-separated counts, e.g. 4,8; 0: skip)",
     )
     parser.add_argument("--revokes", type=int, default=200, help="revocations pushed by the transmitter")
     parser.add_argument(
@@ -193,11 +194,11 @@ def _run(args: argparse.Namespace) -> None:
             f"one durable INSERT + commit alone (the WAL flush a stored SET waits for): {flush_ms:.2f} ms "
             f"= at most {1000 / flush_ms:,.0f} commits/s one after another"
         )
-        if args.threads:
+        for threads in args.threads:
             threaded = [token("session-revoked", i) for i in range(args.sets)]
-            rate = _threaded(url, threaded, args.threads)
+            rate = _threaded(url, threaded, threads)
             print(
-                f"throughput, {args.threads} request threads in the one process (a gthread worker; "
+                f"throughput, {threads} request threads in the one process (a gthread worker; "
                 f"their commits share WAL flushes): {len(threaded):,} SETs = **{rate:,.0f} SETs/s**"
             )
         pending = ReceivedSet.objects.filter(processed_at__isnull=True).count()
