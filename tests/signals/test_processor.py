@@ -107,7 +107,10 @@ def test_the_push_stores_the_set_in_one_statement_and_acts_only_in_the_processor
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_push_view_costs_two_queries_then_one_with_its_stream_cached(sim, synced, deferred, client):
+def test_the_push_view_costs_two_queries_then_one_with_its_stream_cached(
+    sim, synced, deferred, client, settings
+):
+    settings.LANYARD_SSF_STREAM_CACHE_SECONDS = 60  # a slow machine must not expire it mid-test
     stream = make_stream(sim, synced("okta"), "okta")
     email = Identity.objects.filter(source=stream.source).order_by("pk").first().email
     services.verify(stream, signed(sim, event="session-revoked", email=email))
