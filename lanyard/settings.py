@@ -459,6 +459,18 @@ LANYARD_SSF_JWKS_TIMEOUT = env.float("LANYARD_SSF_JWKS_TIMEOUT", default=5.0)
 LANYARD_SSF_POLL_SECONDS = env.int("LANYARD_SSF_POLL_SECONDS", default=10)
 LANYARD_SSF_POLL_MAX_EVENTS = env.int("LANYARD_SSF_POLL_MAX_EVENTS", default=100)
 LANYARD_SSF_POLL_MAX_ROUNDS = env.int("LANYARD_SSF_POLL_MAX_ROUNDS", default=20)
+# The processor acts on received SETs after the push is answered: a task queued when a SET is stored,
+# taking up to LANYARD_SSF_PROCESS_BATCH at a time; beat runs it every LANYARD_SSF_PROCESS_SWEEP_SECONDS
+# too, in case a task was lost.
+# Seconds a web process keeps a receiver stream it read (a change is seen at once in the process
+# that made it, within these seconds in the others; 0: read it on every push).
+LANYARD_SSF_STREAM_CACHE_SECONDS = env.float("LANYARD_SSF_STREAM_CACHE_SECONDS", default=5.0)
+LANYARD_SSF_PROCESS_BATCH = env.int("LANYARD_SSF_PROCESS_BATCH", default=200)
+LANYARD_SSF_PROCESS_SWEEP_SECONDS = env.int("LANYARD_SSF_PROCESS_SWEEP_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["ssf-process"] = {
+    "task": "signals.process_received",
+    "schedule": timedelta(seconds=LANYARD_SSF_PROCESS_SWEEP_SECONDS),
+}
 CELERY_BEAT_SCHEDULE["ssf-poll"] = {
     "task": "signals.poll_streams",
     "schedule": timedelta(seconds=LANYARD_SSF_POLL_SECONDS),
@@ -584,6 +596,8 @@ CELERY_TASK_ROUTES = {
     "governance.offboard_identity": {"queue": "revoke"},
     # Lanyard's SETs carry revocations to gateways: the same queue, so mail or syncs never delay them.
     "signals.deliver_set": {"queue": "revoke"},
+    # Received SETs: account-disabled starts offboarding, so the revocations' queue too.
+    "signals.process_received": {"queue": "revoke"},
     "signals.sweep_outbox": {"queue": "revoke"},
     "governance.send_email": {"queue": "mail"},
     "governance.attestation_mail": {"queue": "mail"},

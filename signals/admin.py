@@ -115,7 +115,16 @@ class ReceiverStreamAdmin(admin.ModelAdmin):
 
 @admin.register(ReceivedSet)
 class ReceivedSetAdmin(admin.ModelAdmin):
-    list_display = ("received_at", "stream", "event_types", "outcome", "identity", "jti")
+    list_display = (
+        "received_at",
+        "stream",
+        "event_types",
+        "outcome",
+        "identity",
+        "processed_at",
+        "replays",
+        "jti",
+    )
     list_filter = ("outcome", "stream")
     search_fields = ("jti", "identity__email")
     list_select_related = ("stream", "identity")

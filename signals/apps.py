@@ -42,6 +42,13 @@ class SignalsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         post_migrate.connect(grant_iam_staff, sender=self, dispatch_uid="signals.iam_staff")
+        from django.db.models.signals import post_delete, post_save
+
+        from .services import forget_streams
+
+        # The push view's per-process stream cache: a change made here is seen at once.
+        post_save.connect(forget_streams, sender=ReceiverStream, dispatch_uid="signals.forget_streams")
+        post_delete.connect(forget_streams, sender=ReceiverStream, dispatch_uid="signals.forget_streams_d")
 
         from .hooks import connect
 

@@ -5,8 +5,11 @@ Lanyard (RFC 8935): the transmitter's issuer, its JWKS and the audience it puts 
 primary key is a random UUID, so the push URL (``/ssf/receive/<id>``) is not guessable.
 
 A ``ReceivedSet`` is one *verified* SET: ``(issuer, jti)`` is unique, so a SET pushed twice (a
-transmitter retrying after a lost acknowledgement) is acknowledged and not acted on twice. Refused SETs
-leave no row (their ``jti`` is unauthenticated); they are in the audit trail with the reason.
+transmitter retrying after a lost acknowledgement) is acknowledged and not acted on twice. The push
+answers 202 once the row is stored (the verified claims with it); the processor
+(``signals.services.received_process``) acts on pending rows in batches and sets ``processed_at``.
+Refused SETs leave no row (their ``jti`` is unauthenticated); they are in the audit trail with the
+reason.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from connectors import crypto
@@ -92,9 +96,11 @@ class ReceivedSet(models.Model):
     """A verified SET: the replay guard and the record of what Lanyard did about it."""
 
     class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending (stored, not yet processed)"
         ACTED = "acted", "Acted on"
         RECORDED = "recorded", "Recorded (nothing to act on)"
         UNKNOWN_SUBJECT = "unknown_subject", "Unknown subject (ignored)"
+        FAILED = "failed", "Failed (an error while acting; see the audit trail)"
 
     stream = models.ForeignKey(ReceiverStream, on_delete=models.CASCADE, related_name="received")
     issuer = models.CharField(max_length=500)
@@ -104,15 +110,25 @@ class ReceivedSet(models.Model):
     identity = models.ForeignKey(
         Identity, null=True, blank=True, on_delete=models.SET_NULL, related_name="security_events"
     )
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RECORDED)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
     summary = models.JSONField(default=dict, blank=True)
+    # The verified claims (never the token itself), for the processor to act on.
+    claims = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
     issued_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    # The same SET pushed again (a transmitter's retry): acknowledged, counted, audited, not acted on.
+    replays = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["issuer", "jti"], name="receivedset_unique_jti_per_issuer")
+        ]
+        indexes = [
+            # The processor's queue: pending rows in arrival order, a small index however many SETs.
+            models.Index(fields=["id"], condition=Q(processed_at__isnull=True), name="receivedset_pending")
         ]
 
     def __str__(self) -> str:

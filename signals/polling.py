@@ -4,7 +4,8 @@ Each round posts ``{"maxEvents", "returnImmediately": true, "ack": [...], "setEr
 stream's poll endpoint: the ``jti``\\s acknowledged are those of the previous round's SETs that were
 accepted (or already received), and ``setErrs`` reports those refused, with the RFC 8935 error code,
 so the transmitter neither redelivers them nor loses them silently. Every SET goes through the same
-``services.receive`` as a pushed one (verification, replay guard, acting, audit). Rounds continue
+``services.receive`` as a pushed one (verification, the replay guard, the stored row), and the same
+processor acts on it and audits it; a SET is acknowledged once it is stored. Rounds continue
 while the transmitter says ``moreAvailable``, up to ``LANYARD_SSF_POLL_MAX_ROUNDS``; a final request
 carries the last acknowledgements.
 """

@@ -1,10 +1,12 @@
-"""Celery: poll the streams that use poll delivery (beat, every LANYARD_SSF_POLL_SECONDS)."""
+"""Celery: process received SETs, poll the poll-delivery streams, deliver and sweep the outbox."""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from django.core.cache import cache
+from django.db import OperationalError
 
 from .models import ReceiverStream
 from .polling import PollError, poll_stream
@@ -28,6 +30,23 @@ def poll_streams() -> dict[str, int]:
         done["streams"] += 1
         done["received"] += summary.received
     return done
+
+
+@shared_task(name="signals.process_received", max_retries=0, ignore_result=True)
+def process_received() -> dict[str, int]:
+    """Act on the received SETs still pending (scheduled on commit by the receiver; beat too)."""
+    from .services import SCHEDULED_KEY, received_process_pending
+
+    # Cleared first: a SET stored while this runs schedules the next run.
+    cache.delete(SCHEDULED_KEY)
+    try:
+        done = received_process_pending()
+    except OperationalError:
+        # A conflict with another writer (SQLite's write lock; a lock timeout): nothing committed,
+        # the SETs stay pending for the next run (the next SET's schedule, or beat).
+        logger.warning("SSF: processing the received SETs hit a database conflict", exc_info=True)
+        return {"processed": 0, "failed": 0, "retry": 0}
+    return {"processed": done.processed, "failed": done.failed, "retry": done.retry}
 
 
 @shared_task(name="signals.deliver_set", max_retries=0)

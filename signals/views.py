@@ -20,8 +20,7 @@ from django.views.decorators.http import require_POST
 from httpapi.body import BodyError, read_body
 from httpapi.client import client_ip
 
-from .models import ReceiverStream
-from .services import receive, refuse
+from .services import receive, refuse, stream_for_push
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def _error(status: int, err: str, description: str) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def receive_push(request: HttpRequest, stream_id: uuid.UUID) -> HttpResponse:
-    stream = ReceiverStream.objects.select_related("source").filter(pk=stream_id).first()
+    stream = stream_for_push(stream_id)
     ip = client_ip(request)
     if stream is None:
         refuse(None, "invalid_request", f"No stream {stream_id}.", ip=ip)
