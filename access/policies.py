@@ -155,23 +155,33 @@ def for_engine(book: PolicyBook, entity_list: list[dict]) -> list[dict]:
     ]
 
 
+NEWEST_VERSION_SQL = f"SELECT MAX(id) FROM {PolicyVersion._meta.db_table}"  # noqa: S608
+
+
 def generation() -> tuple:
+    """The generation of the set in force, read (one indexed statement)."""
     from django.db import connection
 
-    with connection.cursor() as cursor:  # once per decision: the plainest statement there is
-        cursor.execute(f"SELECT MAX(id) FROM {PolicyVersion._meta.db_table}")  # noqa: S608
-        newest = cursor.fetchone()[0] or 0
-    return (newest, settings.LANYARD_PDP_FORBID_OWNERLESS)
+    with connection.cursor() as cursor:  # the plainest statement there is
+        cursor.execute(NEWEST_VERSION_SQL)
+        return generation_of(cursor.fetchone()[0])
+
+
+def generation_of(newest: int | None) -> tuple:
+    """The generation for ``newest``, the newest ``PolicyVersion`` id (None: there is none) already
+    read; the API reads it in the statement that finds the gateway key (``NEWEST_VERSION_SQL``)."""
+    return (newest or 0, settings.LANYARD_PDP_FORBID_OWNERLESS)
 
 
 _lock = threading.Lock()
 _current: PolicyBook | None = None
 
 
-def current() -> PolicyBook:
-    """The policy set in force (one query to learn the generation; parsed again only when it moved)."""
+def current(gen: tuple | None = None) -> PolicyBook:
+    """The policy set in force (one query to learn the generation unless given; parsed again only
+    when it moved)."""
     global _current
-    gen = generation()
+    gen = gen if gen is not None else generation()
     book = _current
     if book is not None and book.generation == gen:
         return book

@@ -207,9 +207,18 @@ def _explain(book: PolicyBook, ask: Ask, holdings, pep, answer) -> Result:
 
 
 def decide(
-    questions: list[Question], *, key=None, stop_on: bool | None = None, record: bool = True
+    questions: list[Question],
+    *,
+    key=None,
+    stop_on: bool | None = None,
+    record: bool = True,
+    generation: tuple | None = None,
 ) -> list[Result]:
-    """Decide every question, in order (``stop_on``: stop after the first result with that decision)."""
+    """Decide every question, in order (``stop_on``: stop after the first result with that decision).
+
+    ``generation``: the policy set generation already read in this request (``policies.generation``);
+    None reads it.
+    """
     asks = [Ask(q) for q in questions]
     for ask in asks:
         try:
@@ -218,7 +227,7 @@ def decide(
             ask.error = str(exc)
     holdings = entities.load(asks)
     pep = pep_context(key)
-    book = current()
+    book = current(generation)
 
     results: list[Result | None] = [None] * len(asks)
     cedar: list[tuple[int, dict]] = []
