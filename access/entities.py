@@ -228,18 +228,23 @@ def _identities(asks: list[Ask]) -> None:
         rows += list(
             Identity.objects.alias(e=Lower("email")).filter(e__in=unmatched).order_by().values(*columns)
         )
+    # Indexed once: a batch of a hundred questions must not scan every row for each of them.
+    by_pk: dict[int, dict] = {}
+    by_email: dict[str, list[dict]] = defaultdict(list)
+    by_external: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_pk.setdefault(r["pk"], r)
+        by_email[r["email"].lower()].append(r)
+        by_external[r["external_id"]].append(r)
     for ask in asks:
         if ask.error:
             continue
         key, source = ask.subject_key, _text(_props(ask.question.subject).get("source"), "source")
-        exact = [r for r in rows if ask.lanyard_id and r["pk"] == ask.lanyard_id]
-        if exact:
-            ask.identity = dict(exact[0])
+        exact = by_pk.get(ask.lanyard_id) if ask.lanyard_id else None
+        if exact is not None:
+            ask.identity = dict(exact)
             continue
-        if "@" in key:
-            found = [r for r in rows if r["email"].lower() == key.lower()]
-        else:
-            found = [r for r in rows if r["external_id"] == key]
+        found = list(by_email.get(key.lower(), ()) if "@" in key else by_external.get(key, ()))
         if source:
             found = [r for r in found if source in (r["source__name"], r["source__kind"])] or []
         # Verified before unverified, active first, oldest first: the ingest API's order.
@@ -270,11 +275,12 @@ def _people(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
     by_key: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_key[r["person_id"] or -r["pk"]].append(r)
+    read = {r["pk"] for r in rows}
     for ask in asks:
         i = ask.identity
         if not i:
             continue
-        own = next((r for r in rows if r["pk"] == i["pk"]), None)
+        own = i["pk"] in read
         status, since, where = i["status"], i["status_changed_at"], i["source__name"]
         person = hr.get(i["person_id"]) if i["person_id"] else None
         if person and _SEVERITY.get(person["status"], 0) > _SEVERITY.get(status, 0):
@@ -305,17 +311,16 @@ def _connector_rows(ids: set[int], urls: set[str]) -> list[Connector]:
     columns = ", ".join(fields)
     sql = f"SELECT {columns} FROM connectors_connector WHERE {' OR '.join(where)} ORDER BY id"  # noqa: S608
     moment = Connector._meta.get_field("status_changed_at")
-    converters = connection.ops.get_db_converters(moment.get_col(Connector._meta.db_table)) + (
-        moment.get_db_converters(connection)
-    )
+    column = moment.get_col(Connector._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + moment.get_db_converters(connection)
+    at = fields.index("status_changed_at")
     found = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
             values = list(row)
             for convert in converters:
-                at = fields.index("status_changed_at")
-                values[at] = convert(values[at], moment.get_col(Connector._meta.db_table), connection)
+                values[at] = convert(values[at], column, connection)
             found.append(Connector.from_db(connection.alias, fields, values))
     merged = {c.merged_into_id for c in found if c.merged_into_id}
     if merged:  # rare: a connector IAM folded into another one
@@ -471,10 +476,13 @@ def _devices(asks: list[Ask]) -> None:
     )
     for r in rows:
         r["managed"], r["compliant"] = bool(r["managed"]), bool(r["compliant"])
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_name[r["external_id"]].append(r)
     for ask in asks:
         if not ask.device_id or not ask.identity:
             continue
-        found = [r for r in rows if r["external_id"] == ask.device_id]
+        found = list(by_name.get(ask.device_id, ()))
         mine = {s["pk"] for s in ask.identity.get("siblings", [])}
         found.sort(key=lambda r: (r["owner_id"] not in mine, not r["compliant"], r["pk"]))
         ask.device = found[0] if found else None

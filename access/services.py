@@ -33,7 +33,7 @@ from connectors.models import Connector, ConnectorApp, IdentitySource
 
 from . import entities, recording
 from .entities import Ask, Question, QuestionError
-from .policies import PolicyBook, current, for_engine
+from .policies import PolicyBook, current, for_engine, request_for_engine
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def decide(
     if cedar:
         entity_list = list(all_entities.values())
         answers = cedarpy.is_authorized_batch(
-            [r for _, r in cedar], book.policies, for_engine(book, entity_list)
+            [request_for_engine(book, r) for _, r in cedar], book.policies, for_engine(book, entity_list)
         )
         for (n, _request), answer in zip(cedar, answers, strict=True):
             results[n] = _explain(book, asks[n], holdings, pep, answer)
