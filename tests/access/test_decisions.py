@@ -354,6 +354,32 @@ def test_permit_counts_are_gathered_then_flushed_together(ask, world, settings):
     assert DecisionCount.objects.get(connector=world.connector).permits == 5
 
 
+@pytest.mark.django_db(transaction=True)  # the flusher thread has its own connection: it must see the world
+def test_due_figures_are_written_by_the_flusher_thread_after_the_answer(ask, world, settings, monkeypatch):
+    import threading
+    import time
+
+    from access import recording
+
+    writers: list[str] = []
+    original = recording._flush
+
+    def spy() -> None:
+        writers.append(threading.current_thread().name)
+        original()
+
+    monkeypatch.setattr(recording, "_flush", spy)
+    settings.LANYARD_PDP_FLUSH_SECONDS = 0.01
+    time.sleep(0.02)
+    decide(ask, world)  # due: the request wakes the thread and answers without writing
+    deadline = time.monotonic() + 10
+    while not DecisionCount.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert DecisionCount.objects.get(connector=world.connector).permits == 1
+    assert writers and set(writers) == {"pdp-flush"}
+    assert DecisionSample.objects.count() == 1
+
+
 # --- revoke, then decide: the very next decision denies ---------------------------------------------
 
 
