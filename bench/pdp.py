@@ -362,9 +362,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 gunicorn.kill()
         from django.db import connections
 
-        from access import recording
-
-        recording.flush()  # the figures still gathered, while the database is there
+        if "access.recording" in sys.modules:  # the figures still gathered, while the database is there
+            sys.modules["access.recording"].flush()
         connections.close_all()
         if not args.keep:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
