@@ -337,8 +337,7 @@ def _search_resource(
     subject = _builtin(body.subject)
     probe = Ask(Question(subject, _builtin(body.action), {"type": "connector", "id": "0"}, {}))
     entities.parse(probe)
-    entities._identities([probe])
-    entities._people([probe])
+    entities._people([probe], entities._identities([probe]))
     limit = body.page.limit if body.page else 50
     fingerprint = _fingerprint("resource", subject, body.action.name, body.resource.type, body.context)
     after = _cursor(body.page, fingerprint)

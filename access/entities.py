@@ -184,7 +184,12 @@ def _hr_order() -> dict:
     return _hr[1]
 
 
-def _identities(asks: list[Ask]) -> None:
+_SIBLING_COLUMNS = ("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
+
+
+def _identities(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
+    """Resolve each subject to an identity; return every identity of the people found, by person
+    (read in the same statement: ``_people`` needs them and would otherwise ask again)."""
     keys = {a.subject_key for a in asks if not a.error}
     emails = {k for k in keys if "@" in k}
     external = keys - emails
@@ -206,27 +211,47 @@ def _identities(asks: list[Ask]) -> None:
         "source_id",
         "source__name",
         "source__kind",
+        "asked",
     )
     if not keys:
-        return
-    where, params = [], []
-    for column, values in (("i.email", wanted), ("i.external_id", external), ("i.id", own)):
-        if values:
-            clause, more = _in(column, values)
-            where.append(clause)
-            params += more
-    rows = _rows(
-        "SELECT i.id, i.email, i.external_id, i.name, i.department, i.status, i.status_changed_at, "  # noqa: S608
-        "i.is_service, i.unverified, i.person_id, i.user_id, i.source_id, s.name, s.kind "
+        return {}
+
+    def match(alias: str) -> tuple[str, list]:
+        where, params = [], []
+        for column, values in (("email", wanted), ("external_id", external), ("id", own)):
+            if values:
+                clause, more = _in(f"{alias}.{column}", values)
+                where.append(clause)
+                params += more
+        return " OR ".join(where), params
+
+    asked, params = match("i")
+    kin, kin_params = match("m")
+    select = (
+        "SELECT i.id, i.email, i.external_id, i.name, i.department, i.status, i.status_changed_at, "
+        "i.is_service, i.unverified, i.person_id, i.user_id, i.source_id, s.name, s.kind, {flag} "
         "FROM connectors_identity i LEFT JOIN connectors_identitysource s ON s.id = i.source_id "
-        f"WHERE {' OR '.join(where)}",
-        params,
+    )
+    # The identities asked about (flag 1), then every identity of their people (flag 0).
+    read = _rows(
+        select.format(flag=1)  # noqa: S608 - placeholders only: the values are parameters
+        + f"WHERE {asked} UNION ALL "
+        + select.format(flag=0)
+        + f"WHERE i.person_id IN (SELECT m.person_id FROM connectors_identity m WHERE ({kin}) "  # noqa: S608
+        "AND m.person_id IS NOT NULL)",
+        params + kin_params,
         columns,
     )
+    rows, kin_rows = [], []
+    for r in read:
+        (rows if r.pop("asked") else kin_rows).append(r)
+    kindred: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(kin_rows, key=lambda r: r["pk"]):
+        kindred[r["person_id"]].append({c: r[c] for c in _SIBLING_COLUMNS})
     unmatched = {e.lower() for e in emails} - {r["email"].lower() for r in rows}
     if unmatched:  # a mixed-case address stored: the lower(email) path, only when needed
         rows += list(
-            Identity.objects.alias(e=Lower("email")).filter(e__in=unmatched).order_by().values(*columns)
+            Identity.objects.alias(e=Lower("email")).filter(e__in=unmatched).order_by().values(*columns[:-1])
         )
     # Indexed once: a batch of a hundred questions must not scan every row for each of them.
     by_pk: dict[int, dict] = {}
@@ -250,20 +275,25 @@ def _identities(asks: list[Ask]) -> None:
         # Verified before unverified, active first, oldest first: the ingest API's order.
         found.sort(key=lambda r: (r["unverified"], r["status"] != Identity.Status.ACTIVE, r["pk"]))
         ask.identity = dict(found[0]) if found else None
+    return kindred
 
 
-def _people(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
-    """Every identity of each asked person, with the standing the person's HR source gives it."""
+def _people(asks: list[Ask], kindred: dict[int, list[dict]] | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Every identity of each asked person, with the standing the person's HR source gives it
+    (``kindred``: those ``_identities`` already read, by person)."""
     found = [a.identity for a in asks if a.identity]
     persons = {i["person_id"] for i in found if i["person_id"]}
     if not found:
         return {}
-    columns = ("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
+    columns = _SIBLING_COLUMNS
     # An identity linked to no person is its own family: its row is already read.
     rows = [{c: i[c] for c in columns} for i in found if not i["person_id"]]
     rows = list({r["pk"]: r for r in rows}.values())
-    if persons:
-        rows += list(Identity.objects.filter(values_in("person_id", persons)).order_by().values(*columns))
+    kindred = kindred or {}
+    for person in sorted(persons & kindred.keys()):
+        rows += kindred[person]
+    if missing := persons - kindred.keys():  # found by the lower(email) path: not read yet
+        rows += list(Identity.objects.filter(values_in("person_id", missing)).order_by().values(*columns))
     order = _hr_order()
     hr: dict[int, dict] = {}
     for r in rows:
@@ -490,8 +520,8 @@ def _devices(asks: list[Ask]) -> None:
 
 def load(asks: list[Ask]) -> tuple[dict, dict, dict]:
     """Resolve every question of the batch against the register; return its holdings."""
-    _identities(asks)
-    _people(asks)
+    kindred = _identities(asks)
+    _people(asks, kindred)
     _connectors(asks)
     holdings = _holdings(asks)
     _devices(asks)
