@@ -3,13 +3,13 @@
 ``load(questions)`` reads the register for a whole batch at once, with a constant number of queries
 however many questions it holds (one evaluation is a batch of one):
 
-1. the identities the subjects name (by e-mail or the IdP's id), with their sources;
-2. every identity of the same people (their standing: a person deprovisioned at the HR source is
-   leaving everywhere, ``connectors.selectors``);
-3. the connectors the resources name (by id, MCP server URL, or OAuth client id: one more query);
-4. the live grants those people hold on those connectors, with the attestation state of each;
-5. the provisioned requests of those people for those connectors;
-6. the devices the subjects name.
+1. the identities the subjects name (by e-mail or the IdP's id), with their sources, and in the same
+   statement every identity of the same people (their standing: a person deprovisioned at the HR
+   source is leaving everywhere, ``connectors.selectors``);
+2. the connectors the resources name (by id, MCP server URL, or OAuth client id: one more query);
+3. the live grants those people hold on those connectors, with the attestation state of each;
+4. the provisioned requests of those people for those connectors (when they have portal accounts);
+5. the devices the subjects name.
 
 Nothing is cached across decisions (but the ranking of sources for HR data, a minute at most): a
 grant revoked, a connector suspended or a person suspended is seen by the very next decision.

@@ -2,8 +2,8 @@
 
 Policies are Cedar, evaluated by Cedar's own engine (``cedarpy``). The set is parsed once per
 *generation* and kept in the process; the generation is the newest ``PolicyVersion`` id (and the
-settings that shape the defaults), read with one indexed query per decision, so an edit in the
-admin is in force for the very next decision in every process.
+settings that shape the defaults), read in every request (with the gateway key, by the API), so an
+edit in the admin is in force for the very next decision in every process.
 
 Every policy carries ``@id`` (the name decisions report) and ``@reason`` (what the person is told when
 it forbids). Cedar itself names policies ``policy0``, ``policy1``...; ``PolicyBook`` maps those back.
