@@ -73,7 +73,9 @@ class ApiFastPathMiddleware:
         if request.path_info.startswith(self.API_PREFIXES):
             request.user = AnonymousUser()  # nobody signs in here: the bearer key is the caller
             response = self.api(request)
-            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault(
+                "X-Frame-Options", settings.X_FRAME_OPTIONS.upper()
+            )  # as its middleware
             return response
         return self.get_response(request)
 
