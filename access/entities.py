@@ -3,13 +3,13 @@
 ``load(questions)`` reads the register for a whole batch at once, with a constant number of queries
 however many questions it holds (one evaluation is a batch of one):
 
-1. the identities the subjects name (by e-mail or the IdP's id), with their sources;
-2. every identity of the same people (their standing: a person deprovisioned at the HR source is
-   leaving everywhere, ``connectors.selectors``);
-3. the connectors the resources name (by id, MCP server URL, or OAuth client id: one more query);
-4. the live grants those people hold on those connectors, with the attestation state of each;
-5. the provisioned requests of those people for those connectors;
-6. the devices the subjects name.
+1. the identities the subjects name (by e-mail or the IdP's id), with their sources, and in the same
+   statement every identity of the same people (their standing: a person deprovisioned at the HR
+   source is leaving everywhere, ``connectors.selectors``);
+2. the connectors the resources name (by id, MCP server URL, or OAuth client id: one more query);
+3. the live grants those people hold on those connectors, with the attestation state of each;
+4. the provisioned requests of those people for those connectors (when they have portal accounts);
+5. the devices the subjects name.
 
 Nothing is cached across decisions (but the ranking of sources for HR data, a minute at most): a
 grant revoked, a connector suspended or a person suspended is seen by the very next decision.
@@ -184,7 +184,12 @@ def _hr_order() -> dict:
     return _hr[1]
 
 
-def _identities(asks: list[Ask]) -> None:
+_SIBLING_COLUMNS = ("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
+
+
+def _identities(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
+    """Resolve each subject to an identity; return every identity of the people found, by person
+    (read in the same statement: ``_people`` needs them and would otherwise ask again)."""
     keys = {a.subject_key for a in asks if not a.error}
     emails = {k for k in keys if "@" in k}
     external = keys - emails
@@ -206,59 +211,89 @@ def _identities(asks: list[Ask]) -> None:
         "source_id",
         "source__name",
         "source__kind",
+        "asked",
     )
     if not keys:
-        return
-    where, params = [], []
-    for column, values in (("i.email", wanted), ("i.external_id", external), ("i.id", own)):
-        if values:
-            clause, more = _in(column, values)
-            where.append(clause)
-            params += more
-    rows = _rows(
-        "SELECT i.id, i.email, i.external_id, i.name, i.department, i.status, i.status_changed_at, "  # noqa: S608
-        "i.is_service, i.unverified, i.person_id, i.user_id, i.source_id, s.name, s.kind "
+        return {}
+
+    def match(alias: str) -> tuple[str, list]:
+        where, params = [], []
+        for column, values in (("email", wanted), ("external_id", external), ("id", own)):
+            if values:
+                clause, more = _in(f"{alias}.{column}", values)
+                where.append(clause)
+                params += more
+        return " OR ".join(where), params
+
+    asked, params = match("i")
+    kin, kin_params = match("m")
+    select = (
+        "SELECT i.id, i.email, i.external_id, i.name, i.department, i.status, i.status_changed_at, "
+        "i.is_service, i.unverified, i.person_id, i.user_id, i.source_id, s.name, s.kind, {flag} "
         "FROM connectors_identity i LEFT JOIN connectors_identitysource s ON s.id = i.source_id "
-        f"WHERE {' OR '.join(where)}",
-        params,
+    )
+    # The identities asked about (flag 1), then every identity of their people (flag 0).
+    read = _rows(
+        select.format(flag=1)  # noqa: S608 - placeholders only: the values are parameters
+        + f"WHERE {asked} UNION ALL "
+        + select.format(flag=0)
+        + f"WHERE i.person_id IN (SELECT m.person_id FROM connectors_identity m WHERE ({kin}) "  # noqa: S608
+        "AND m.person_id IS NOT NULL)",
+        params + kin_params,
         columns,
     )
+    rows, kin_rows = [], []
+    for r in read:
+        (rows if r.pop("asked") else kin_rows).append(r)
+    kindred: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(kin_rows, key=lambda r: r["pk"]):
+        kindred[r["person_id"]].append({c: r[c] for c in _SIBLING_COLUMNS})
     unmatched = {e.lower() for e in emails} - {r["email"].lower() for r in rows}
     if unmatched:  # a mixed-case address stored: the lower(email) path, only when needed
         rows += list(
-            Identity.objects.alias(e=Lower("email")).filter(e__in=unmatched).order_by().values(*columns)
+            Identity.objects.alias(e=Lower("email")).filter(e__in=unmatched).order_by().values(*columns[:-1])
         )
+    # Indexed once: a batch of a hundred questions must not scan every row for each of them.
+    by_pk: dict[int, dict] = {}
+    by_email: dict[str, list[dict]] = defaultdict(list)
+    by_external: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_pk.setdefault(r["pk"], r)
+        by_email[r["email"].lower()].append(r)
+        by_external[r["external_id"]].append(r)
     for ask in asks:
         if ask.error:
             continue
         key, source = ask.subject_key, _text(_props(ask.question.subject).get("source"), "source")
-        exact = [r for r in rows if ask.lanyard_id and r["pk"] == ask.lanyard_id]
-        if exact:
-            ask.identity = dict(exact[0])
+        exact = by_pk.get(ask.lanyard_id) if ask.lanyard_id else None
+        if exact is not None:
+            ask.identity = dict(exact)
             continue
-        if "@" in key:
-            found = [r for r in rows if r["email"].lower() == key.lower()]
-        else:
-            found = [r for r in rows if r["external_id"] == key]
+        found = list(by_email.get(key.lower(), ()) if "@" in key else by_external.get(key, ()))
         if source:
             found = [r for r in found if source in (r["source__name"], r["source__kind"])] or []
         # Verified before unverified, active first, oldest first: the ingest API's order.
         found.sort(key=lambda r: (r["unverified"], r["status"] != Identity.Status.ACTIVE, r["pk"]))
         ask.identity = dict(found[0]) if found else None
+    return kindred
 
 
-def _people(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
-    """Every identity of each asked person, with the standing the person's HR source gives it."""
+def _people(asks: list[Ask], kindred: dict[int, list[dict]] | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Every identity of each asked person, with the standing the person's HR source gives it
+    (``kindred``: those ``_identities`` already read, by person)."""
     found = [a.identity for a in asks if a.identity]
     persons = {i["person_id"] for i in found if i["person_id"]}
     if not found:
         return {}
-    columns = ("pk", "person_id", "status", "status_changed_at", "source_id", "user_id", "source__name")
+    columns = _SIBLING_COLUMNS
     # An identity linked to no person is its own family: its row is already read.
     rows = [{c: i[c] for c in columns} for i in found if not i["person_id"]]
     rows = list({r["pk"]: r for r in rows}.values())
-    if persons:
-        rows += list(Identity.objects.filter(values_in("person_id", persons)).order_by().values(*columns))
+    kindred = kindred or {}
+    for person in sorted(persons & kindred.keys()):
+        rows += kindred[person]
+    if missing := persons - kindred.keys():  # found by the lower(email) path: not read yet
+        rows += list(Identity.objects.filter(values_in("person_id", missing)).order_by().values(*columns))
     order = _hr_order()
     hr: dict[int, dict] = {}
     for r in rows:
@@ -270,11 +305,12 @@ def _people(asks: list[Ask]) -> dict[int, list[dict[str, Any]]]:
     by_key: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_key[r["person_id"] or -r["pk"]].append(r)
+    read = {r["pk"] for r in rows}
     for ask in asks:
         i = ask.identity
         if not i:
             continue
-        own = next((r for r in rows if r["pk"] == i["pk"]), None)
+        own = i["pk"] in read
         status, since, where = i["status"], i["status_changed_at"], i["source__name"]
         person = hr.get(i["person_id"]) if i["person_id"] else None
         if person and _SEVERITY.get(person["status"], 0) > _SEVERITY.get(status, 0):
@@ -305,17 +341,16 @@ def _connector_rows(ids: set[int], urls: set[str]) -> list[Connector]:
     columns = ", ".join(fields)
     sql = f"SELECT {columns} FROM connectors_connector WHERE {' OR '.join(where)} ORDER BY id"  # noqa: S608
     moment = Connector._meta.get_field("status_changed_at")
-    converters = connection.ops.get_db_converters(moment.get_col(Connector._meta.db_table)) + (
-        moment.get_db_converters(connection)
-    )
+    column = moment.get_col(Connector._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + moment.get_db_converters(connection)
+    at = fields.index("status_changed_at")
     found = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
             values = list(row)
             for convert in converters:
-                at = fields.index("status_changed_at")
-                values[at] = convert(values[at], moment.get_col(Connector._meta.db_table), connection)
+                values[at] = convert(values[at], column, connection)
             found.append(Connector.from_db(connection.alias, fields, values))
     merged = {c.merged_into_id for c in found if c.merged_into_id}
     if merged:  # rare: a connector IAM folded into another one
@@ -471,10 +506,13 @@ def _devices(asks: list[Ask]) -> None:
     )
     for r in rows:
         r["managed"], r["compliant"] = bool(r["managed"]), bool(r["compliant"])
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_name[r["external_id"]].append(r)
     for ask in asks:
         if not ask.device_id or not ask.identity:
             continue
-        found = [r for r in rows if r["external_id"] == ask.device_id]
+        found = list(by_name.get(ask.device_id, ()))
         mine = {s["pk"] for s in ask.identity.get("siblings", [])}
         found.sort(key=lambda r: (r["owner_id"] not in mine, not r["compliant"], r["pk"]))
         ask.device = found[0] if found else None
@@ -482,8 +520,8 @@ def _devices(asks: list[Ask]) -> None:
 
 def load(asks: list[Ask]) -> tuple[dict, dict, dict]:
     """Resolve every question of the batch against the register; return its holdings."""
-    _identities(asks)
-    _people(asks)
+    kindred = _identities(asks)
+    _people(asks, kindred)
     _connectors(asks)
     holdings = _holdings(asks)
     _devices(asks)

@@ -6,8 +6,9 @@
   (``DecisionCount``, beside the denies) and move ``Grant.last_used_at`` and ``Device.last_seen``
   forward, like the usage roll-up does for reported activity. Those writes are gathered in the
   process and flushed together at most every ``LANYARD_PDP_FLUSH_SECONDS`` (default 1 s): one
-  UPDATE per table and one upsert per connector and hour, not a write per decision. A process
-  killed outright loses at most that last second of counts; no decision depends on them.
+  UPDATE per table and one upsert per connector and hour, not a write per decision, by a thread of
+  the process (``_Flusher``), not in the decision's request. A process killed outright loses at most
+  that last second of counts; no decision depends on them.
 - A bounded **sample** of recent decisions, with the Cedar request and entities each was decided on,
   is kept for the what-if page (``DecisionSample``; every deny, and up to
   ``LANYARD_PDP_SAMPLES_PER_FLUSH`` permits per flush; the newest ``LANYARD_PDP_SAMPLES_KEPT`` rows).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -117,7 +119,10 @@ def record(ask, result, *, key=None, sample: tuple[dict, list] | None = None) ->
             )
         due = time.monotonic() - _buffer.flushed >= settings.LANYARD_PDP_FLUSH_SECONDS
     if due:
-        flush()
+        if settings.LANYARD_PDP_FLUSH_SECONDS > 0:
+            _flusher.wake()  # written by the process's flusher thread, after this answer is sent
+        else:
+            flush()  # every decision at once (tests, and whoever asks for it)
 
 
 def _only(entities: list[dict], request: dict) -> list[dict]:
@@ -138,8 +143,56 @@ def _only(entities: list[dict], request: dict) -> list[dict]:
     return keep + [e for e in entities if (e["uid"]["type"], e["uid"]["id"]) in reach - wanted]
 
 
+class _Flusher:
+    """One daemon thread per process that writes the gathered figures when a decision says they are due.
+
+    The flush is a few statements a second (the counts' upsert, two usage UPDATEs, the samples'
+    INSERT and trim: tens of milliseconds on a busy database); written by the decision that found them
+    due, it was that decision's latency. The thread has its own database connection, closed after each
+    flush; it is started on first use in each process (so a forked worker starts its own).
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+        self.start_lock = threading.Lock()
+
+    def wake(self) -> None:
+        if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+            with self.start_lock:
+                if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                    self.event = threading.Event()
+                    self.pid = os.getpid()
+                    self.thread = threading.Thread(target=self._run, name="pdp-flush", daemon=True)
+                    self.thread.start()
+        self.event.set()
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        while True:
+            self.event.wait()
+            self.event.clear()
+            try:
+                flush()
+            except Exception:  # noqa: BLE001 - statistics, never a decision: keep the thread alive
+                log.warning("access decision flush failed", exc_info=True)
+            finally:
+                connections.close_all()  # this thread's own connections only (they are per thread)
+
+
+_flusher = _Flusher()
+_flushing = threading.Lock()  # one flush at a time: the exit flush waits for the thread's
+
+
 def flush() -> None:
     """Write the gathered counts, usage times and samples (a few statements, whatever the traffic)."""
+    with _flushing:
+        _flush()
+
+
+def _flush() -> None:
     with _buffer.lock:
         counts, grants, devices, samples = _buffer.counts, _buffer.grants, _buffer.devices, _buffer.samples
         _buffer.reset()

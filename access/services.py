@@ -33,7 +33,7 @@ from connectors.models import Connector, ConnectorApp, IdentitySource
 
 from . import entities, recording
 from .entities import Ask, Question, QuestionError
-from .policies import PolicyBook, current, for_engine
+from .policies import PolicyBook, current, for_engine, request_for_engine
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +207,18 @@ def _explain(book: PolicyBook, ask: Ask, holdings, pep, answer) -> Result:
 
 
 def decide(
-    questions: list[Question], *, key=None, stop_on: bool | None = None, record: bool = True
+    questions: list[Question],
+    *,
+    key=None,
+    stop_on: bool | None = None,
+    record: bool = True,
+    generation: tuple | None = None,
 ) -> list[Result]:
-    """Decide every question, in order (``stop_on``: stop after the first result with that decision)."""
+    """Decide every question, in order (``stop_on``: stop after the first result with that decision).
+
+    ``generation``: the policy set generation already read in this request (``policies.generation``);
+    None reads it.
+    """
     asks = [Ask(q) for q in questions]
     for ask in asks:
         try:
@@ -218,7 +227,7 @@ def decide(
             ask.error = str(exc)
     holdings = entities.load(asks)
     pep = pep_context(key)
-    book = current()
+    book = current(generation)
 
     results: list[Result | None] = [None] * len(asks)
     cedar: list[tuple[int, dict]] = []
@@ -250,7 +259,7 @@ def decide(
     if cedar:
         entity_list = list(all_entities.values())
         answers = cedarpy.is_authorized_batch(
-            [r for _, r in cedar], book.policies, for_engine(book, entity_list)
+            [request_for_engine(book, r) for _, r in cedar], book.policies, for_engine(book, entity_list)
         )
         for (n, _request), answer in zip(cedar, answers, strict=True):
             results[n] = _explain(book, asks[n], holdings, pep, answer)

@@ -70,6 +70,8 @@ MIDDLEWARE = [
     # Operations (issue 17): request metrics around everything.
     "telemetry.web.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Issue 13: /access/v1/ (the decision point, bearer keys only) leaves the stack here.
+    "lanyard.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -47,10 +47,13 @@ class World:
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_state():
-    """What a process keeps between decisions (the HR ranking, gathered counts) starts empty per test."""
+def fresh_process_state(settings):
+    """What a process keeps between decisions (the HR ranking, gathered counts) starts empty per test;
+    figures are written in the request (the flusher thread's connection cannot see a test's
+    transaction: the one test of the thread uses a transactional database)."""
     from access import entities, recording
 
+    settings.LANYARD_PDP_FLUSH_SECONDS = 0
     entities.forget_hr_order()
     recording.flush()
     yield

@@ -185,3 +185,45 @@ def test_a_policy_on_an_attribute_the_defaults_never_read_decides(client, iam, a
     answer = ask("evaluation", world.question()).json()
     assert answer["decision"] is False
     assert answer["context"]["policies"] == ["no-finance"]
+
+
+def test_the_engine_is_given_only_the_context_keys_the_policies_read():
+    from access import policies
+
+    book = policies.build([])
+    assert book.prune_context
+    request = {
+        "principal": {"type": "Lanyard::Identity", "id": "1"},
+        "action": {"type": "Lanyard::Action", "id": "use"},
+        "resource": {"type": "Lanyard::Connector", "id": "2"},
+        "context": {
+            "connector": {"__entity": {"type": "Lanyard::Connector", "id": "2"}},
+            "pep": {"name": "kong", "reports_devices": True},
+            "grant": {"__entity": {"type": "Lanyard::Grant", "id": "3"}},
+        },
+    }
+    pruned = policies.request_for_engine(book, request)
+    assert pruned["context"] == {k: request["context"][k] for k in ("connector", "pep")}  # records whole
+    assert "grant" in request["context"]  # the request itself (what a sample keeps) is untouched
+    # A policy naming the key (even only with `has`) brings it back.
+    custom = policies.build([("g", "forbid (principal, action, resource) when { context has grant };")])
+    assert "grant" in policies.request_for_engine(custom, request)["context"]
+    # A policy comparing the whole context: nothing is pruned.
+    whole = policies.build([("w", 'forbid (principal, action, resource) when { context == {"a": 1} };')])
+    assert not whole.prune_context
+    assert policies.request_for_engine(whole, request) == request
+
+
+def test_a_policy_on_a_context_key_the_defaults_never_read_decides(client, iam, ask, world):
+    assert ask("evaluation", world.question()).json()["decision"] is True
+    client.force_login(iam)
+    text = (
+        '@id("grant-needed")\n@reason("Only through a grant.")\n'
+        "forbid (principal, action, resource)\n"
+        "when { context has grant && context.grant.tenant_wide == false };\n"
+    )
+    response = _save(client, {"name": "grant-needed", "text": text})
+    assert response.status_code == 302, response.content[:2000]
+    answer = ask("evaluation", world.question()).json()
+    assert answer["decision"] is False
+    assert answer["context"]["policies"] == ["grant-needed"]
