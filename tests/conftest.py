@@ -98,3 +98,11 @@ def pytest_sessionstart(session):
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis unreachable at {settings.CELERY_BROKER_URL}: {exc}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The session's one headless Chromium (tests/browser/conftest.py), shared by every directory."""
+    from tests.browser.conftest import launch_browser
+
+    yield from launch_browser()

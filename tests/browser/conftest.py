@@ -39,9 +39,12 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    """One headless Chromium for the session (Debian's, never a downloaded one)."""
+def launch_browser() -> Iterator:
+    """One headless Chromium for the session (Debian's, never a downloaded one).
+
+    The ``browser`` fixture that yields it is defined once, in ``tests/conftest.py``: Playwright's sync
+    API allows one instance per thread, so every directory's browser tests must share that one.
+    """
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

@@ -13,7 +13,7 @@ from django.urls import reverse
 import simulator
 from connectors.models import IdentitySource
 from connectors.sync.run import sync_source
-from tests.browser.conftest import browser, persona_page, screenshot  # noqa: F401 - the browser test's fixtures
+from tests.browser.conftest import persona_page, screenshot  # noqa: F401 - the browser tests' fixtures
 from tests.simtools import make_source, quick_idp
 
 TENANT = {"seed": 5, "identities": 40, "grants": 40, "events": 0}
