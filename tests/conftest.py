@@ -106,3 +106,33 @@ def browser():
     from tests.browser.conftest import launch_browser
 
     yield from launch_browser()
+
+
+@pytest.fixture
+def log_lines():
+    """Every log record, as production writes it (settings.LOGGING's JSON formatter), at DEBUG."""
+    import io
+    import json
+    import logging
+    import logging.config
+
+    import structlog
+
+    from telemetry.logs import logging_config
+
+    stream = io.StringIO()
+    config = logging_config("json", "DEBUG")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.config.dictConfigClass(config).configure_custom(config["formatters"]["structured"])
+    )
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    structlog.contextvars.clear_contextvars()
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

@@ -2,37 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import logging.config
-
-import pytest
 import structlog
 
 from telemetry import metrics
-from telemetry.logs import logging_config
-
-
-@pytest.fixture
-def log_lines():
-    """Every log record as production writes it (settings.LOGGING's JSON formatter), at DEBUG."""
-    stream = io.StringIO()
-    config = logging_config("json", "DEBUG")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        logging.config.dictConfigClass(config).configure_custom(config["formatters"]["structured"])
-    )
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    structlog.contextvars.clear_contextvars()
-    try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def _count(route: str, status: str) -> float:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-import logging.config
 
 import pytest
 import structlog
@@ -25,27 +22,6 @@ from tests.simtools import make_source
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct-horse-battery-staple-77"
-
-
-@pytest.fixture
-def log_lines():
-    """Every log record, as production writes it (settings.LOGGING's formatter), at DEBUG."""
-    stream = io.StringIO()
-    config = logging_config("json", "DEBUG")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        logging.config.dictConfigClass(config).configure_custom(config["formatters"]["structured"])
-    )
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    structlog.contextvars.clear_contextvars()
-    try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def test_request_lines_carry_request_id_and_user_and_hide_query_strings(client, iam, log_lines):
