@@ -79,6 +79,7 @@ class Call:
     claims: dict[str, Any]
     connector_url: str = ""
     bytes_in: int = 0  # the client's request body (its Content-Length)
+    upstream_key: tuple = ()  # EndpointConfig.upstream_key: which pooled client and session serve it
 
     @property
     def subject(self) -> dict[str, Any]:
@@ -109,6 +110,9 @@ class EndpointConfig:
     connector_name: str
     upstream_url: str
     upstream_headers: dict[str, str]
+    #: (endpoint, SHA-256 of the credential headers, upstream URL), computed once per load: a rotated
+    #: credential or a moved upstream gets a fresh pooled client and session at once.
+    upstream_key: tuple[int, str, str]
 
 
 #: Endpoint settings of this process (unknown slugs too), for LANYARD_GATEWAY_CACHE_SECONDS.
@@ -122,12 +126,15 @@ def _load_endpoint(slug: str) -> EndpointConfig | None:
     endpoint = Endpoint.objects.select_related("connector").filter(slug=slug).first()
     if endpoint is None:
         return None
+    headers = dict(endpoint.credentials.get("headers") or {})
+    fingerprint = hashlib.sha256(json.dumps(sorted(headers.items())).encode()).hexdigest()
     return EndpointConfig(
         pk=endpoint.pk,
         connector_id=endpoint.connector_id,
         connector_name=endpoint.connector.name,
         upstream_url=endpoint.upstream_url,
-        upstream_headers=dict(endpoint.credentials.get("headers") or {}),
+        upstream_headers=headers,
+        upstream_key=(endpoint.pk, fingerprint, endpoint.upstream_url),
     )
 
 
@@ -152,22 +159,18 @@ class UpstreamClients:
 
     Building an ``httpx2.AsyncClient`` loads the CA bundle (about 100 ms on a busy machine), and a
     client per call also means a TCP connection per call: the pool keeps connections to each upstream
-    alive. The credential headers are part of the key (as a SHA-256 fingerprint, never logged), so a
-    rotated credential gets a fresh client at once; the least recently used client beyond ``size`` is
-    closed.
+    alive. The key is the endpoint's ``upstream_key`` (its credential as a SHA-256 fingerprint, never
+    logged), so a rotated credential gets a fresh client at once; the least recently used client
+    beyond ``size`` is closed.
     """
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self.clients: OrderedDict[tuple[int, str, float], httpx2.AsyncClient] = OrderedDict()
+        self.clients: OrderedDict[tuple, httpx2.AsyncClient] = OrderedDict()
         self.lock = anyio.Lock()
 
-    @staticmethod
-    def fingerprint(headers: dict[str, str]) -> str:
-        return hashlib.sha256(json.dumps(sorted(headers.items())).encode()).hexdigest()
-
-    async def get(self, endpoint_id: int, headers: dict[str, str], timeout: float) -> httpx2.AsyncClient:
-        key = (endpoint_id, self.fingerprint(headers), timeout)
+    async def get(self, upstream_key: tuple, headers: dict[str, str], timeout: float) -> httpx2.AsyncClient:
+        key = (*upstream_key, timeout)
         async with self.lock:
             client = self.clients.get(key)
             if client is not None:
@@ -366,6 +369,7 @@ class Gateway:
             connector_name=endpoint.connector_name,
             upstream_url=endpoint.upstream_url,
             upstream_headers=endpoint.upstream_headers,
+            upstream_key=endpoint.upstream_key,
             claims=claims,
             connector_url=claims.get("lanyard_connector_url") or endpoint_url(slug),
             bytes_in=int(request.headers.get("content-length") or 0),
@@ -377,9 +381,9 @@ class Gateway:
         another endpoint) is asked about by the PDP, which records the unknown MCP server as discovered
         (shadow AI, in IAM's triage; capped per PEP key and hour) and says how to request it."""
         description = f"No connector at /mcp/{slug}."
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip() and self.pdp_client is not None:
-            status = await resource.checked(token.strip())
+        token = resource.bearer(request)
+        if token and self.pdp_client is not None:
+            status = await resource.checked(token)
             if status.active:
                 decision = await pdp.aevaluate(
                     subject=subject_of(status.claims),
@@ -409,8 +413,7 @@ class Gateway:
         if decision is MISSING:
             decision = await pdp.aevaluate(**question, client=self.pdp_client)
             if decision.answered:  # a PDP that did not answer is asked again next time
-                email = (call.claims.get("lanyard_email") or "").lower()
-                DECISIONS.put(key, decision, [("email", email), ("connector", call.connector_id)])
+                DECISIONS.put(key, decision, resource.memory_tags(call.claims, call.connector_id))
         return decision
 
     async def require(self, call: Call, action: str, target: dict[str, Any], started: float) -> None:
@@ -427,9 +430,8 @@ class Gateway:
         timeout = settings.LANYARD_GATEWAY_UPSTREAM_TIMEOUT
         try:
             with anyio.fail_after(timeout):
-                http = await self.upstreams.get(call.endpoint_id, call.upstream_headers, timeout)
-                fingerprint = UpstreamClients.fingerprint(call.upstream_headers)
-                key = (call.endpoint_id, fingerprint, call.upstream_url)
+                key = call.upstream_key
+                http = await self.upstreams.get(key, call.upstream_headers, timeout)
                 while True:
                     pooled, fresh = await self.sessions.get(key, call.upstream_url, http)
                     try:

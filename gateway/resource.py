@@ -25,19 +25,25 @@ from .services import endpoint_url
 TOKENS = TTLCache()
 
 
+def bearer(request: Request) -> str:
+    """The request's bearer token, or "" when it sends none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def memory_tags(claims: dict[str, Any], connector_id: int | None = None) -> list[tuple[str, Any]]:
+    """What a memory about this token's holder is tagged with: their e-mail and the connector."""
+    connector = claims["lanyard_connector"] if connector_id is None else connector_id
+    return [("email", (claims.get("lanyard_email") or "").lower()), ("connector", connector)]
+
+
 async def checked(token: str) -> TokenStatus:
     """The token's status, from this process's memory while it is fresh, else from the register."""
     key = hashlib.sha256(token.encode("utf-8")).hexdigest()
     status = TOKENS.get(key)
     if status is MISSING:
         status = await sync_to_async(token_status)(token)
-        tags = ()
-        if status.active:
-            tags = (
-                ("email", status.claims["lanyard_email"].lower()),
-                ("connector", status.claims["lanyard_connector"]),
-            )
-        TOKENS.put(key, status, tags)
+        TOKENS.put(key, status, memory_tags(status.claims) if status.active else ())
     return status
 
 
@@ -82,11 +88,10 @@ def challenge(slug: str, error: str = "", description: str = "") -> Response:
 
 async def authenticate(request: Request, slug: str) -> tuple[dict[str, Any] | None, Response | None]:
     """The token's claims when usable for this endpoint, else the 401 to send."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer(request)
+    if not token:
         return None, challenge(slug)
-    status = await checked(token.strip())
+    status = await checked(token)
     if not status.active:
         return None, challenge(slug, "invalid_token", status.reason)
     if status.claims["aud"] != [endpoint_url(slug)]:
