@@ -52,26 +52,13 @@ def _decision(body: Any) -> Decision:
     return Decision(body["decision"], _reason(body))
 
 
-def evaluate(
-    *,
-    subject: dict[str, Any],
-    action: dict[str, Any],
-    resource: dict[str, Any],
-    context: dict[str, Any] | None = None,
-    client: httpx.Client | None = None,
-) -> Decision:
-    """Ask ``POST /access/v1/evaluation``; fail closed."""
-    payload = {"subject": subject, "action": action, "resource": resource, "context": context or {}}
-    url = settings.LANYARD_PDP_URL.rstrip("/") + "/access/v1/evaluation"
-    try:
-        if client is None:
-            with httpx.Client(timeout=settings.LANYARD_PDP_TIMEOUT) as c:
-                response = c.post(url, json=payload, headers=_headers())
-        else:
-            response = client.post(url, json=payload, headers=_headers())
-    except httpx.HTTPError as exc:
-        log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
-        return Decision(False, "The decision point could not be reached; try again shortly.", answered=False)
+def _unreachable(url: str, exc: httpx.HTTPError) -> Decision:
+    log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
+    return Decision(False, "The decision point could not be reached; try again shortly.", answered=False)
+
+
+def _answer(response: httpx.Response) -> Decision:
+    """The decision in the PDP's HTTP answer; anything but a well-formed 200 is a deny, not an answer."""
     if response.status_code != 200:
         log.warning("PDP answered %s", response.status_code)
         return Decision(
@@ -81,6 +68,32 @@ def evaluate(
         return _decision(response.json())
     except ValueError:
         return Decision(False, "The decision point gave no decision.", answered=False)
+
+
+def _question(subject, action, resource, context) -> tuple[str, dict[str, Any]]:
+    payload = {"subject": subject, "action": action, "resource": resource, "context": context or {}}
+    return settings.LANYARD_PDP_URL.rstrip("/") + "/access/v1/evaluation", payload
+
+
+def evaluate(
+    *,
+    subject: dict[str, Any],
+    action: dict[str, Any],
+    resource: dict[str, Any],
+    context: dict[str, Any] | None = None,
+    client: httpx.Client | None = None,
+) -> Decision:
+    """Ask ``POST /access/v1/evaluation``; fail closed."""
+    url, payload = _question(subject, action, resource, context)
+    try:
+        if client is None:
+            with httpx.Client(timeout=settings.LANYARD_PDP_TIMEOUT) as c:
+                response = c.post(url, json=payload, headers=_headers())
+        else:
+            response = client.post(url, json=payload, headers=_headers())
+    except httpx.HTTPError as exc:
+        return _unreachable(url, exc)
+    return _answer(response)
 
 
 async def aevaluate(
@@ -92,21 +105,11 @@ async def aevaluate(
     client: httpx.AsyncClient,
 ) -> Decision:
     """``evaluate`` for the gateway's event loop: one shared async client, no thread per call."""
-    payload = {"subject": subject, "action": action, "resource": resource, "context": context or {}}
-    url = settings.LANYARD_PDP_URL.rstrip("/") + "/access/v1/evaluation"
+    url, payload = _question(subject, action, resource, context)
     try:
         response = await client.post(
             url, json=payload, headers=_headers(), timeout=settings.LANYARD_PDP_TIMEOUT
         )
     except httpx.HTTPError as exc:
-        log.warning("PDP unreachable at %s: %s", url, type(exc).__name__)
-        return Decision(False, "The decision point could not be reached; try again shortly.", answered=False)
-    if response.status_code != 200:
-        log.warning("PDP answered %s", response.status_code)
-        return Decision(
-            False, f"The decision point refused the question (HTTP {response.status_code}).", answered=False
-        )
-    try:
-        return _decision(response.json())
-    except ValueError:
-        return Decision(False, "The decision point gave no decision.", answered=False)
+        return _unreachable(url, exc)
+    return _answer(response)
