@@ -21,12 +21,12 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from audit.models import AuditChainHead, AuditEvent, UsageRollup
 from connectors.models import Device, Grant
+from connectors.queueing import enqueue_once
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +106,7 @@ def schedule_rollup() -> None:
     from .tasks import rollup_usage
 
     delay = settings.LANYARD_USAGE_ROLLUP_SECONDS
-    if cache.add(SCHEDULED_KEY, 1, timeout=delay + 60):
-        try:
-            rollup_usage.apply_async(countdown=delay)
-        except Exception:
-            cache.delete(SCHEDULED_KEY)
-            raise
+    enqueue_once(rollup_usage, SCHEDULED_KEY, hold=delay + 60, countdown=delay)
 
 
 def on_stale_check_starting(sender, **kwargs) -> None:

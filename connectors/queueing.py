@@ -44,6 +44,23 @@ def _safe(exc: BaseException) -> str:
     return _CREDENTIALS.sub(r"\1[redacted]@", f"{type(exc).__name__}: {exc}")[:300]
 
 
+def enqueue_once(task: Any, key: str, *, hold: float, countdown: float | None = None) -> None:
+    """Queue ``task`` unless a run is already asked for: a burst of triggers queues one run.
+
+    ``key`` marks the run asked for, in the shared cache, for at most ``hold`` seconds. The task deletes
+    it before it reads its work, so whatever commits meanwhile asks for the next run. A send that fails
+    gives the mark back and raises, so the next trigger (or the beat safety net) asks again.
+    """
+    from django.core.cache import cache
+
+    if cache.add(key, 1, timeout=hold):
+        try:
+            task.apply_async(countdown=countdown)
+        except Exception:
+            cache.delete(key)
+            raise
+
+
 def enqueue(task: Any, *args: Any, what: str, **kwargs: Any) -> bool:
     """Send ``task`` to the broker; on a broker error log a warning, note it and return False."""
     if task.app.conf.task_always_eager:

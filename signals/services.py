@@ -24,7 +24,6 @@ from typing import Any
 
 import jwt
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DatabaseError, OperationalError, connections, transaction
@@ -36,6 +35,7 @@ from audit.chain import jsonable, normalise_ip
 from audit.models import AuditEvent
 from audit.services import record, record_batch
 from connectors.models import Device, Identity
+from connectors.queueing import enqueue_once
 
 from . import events as ev
 from . import jwks
@@ -493,14 +493,8 @@ def schedule_processing() -> None:
     """Ask a worker to process the pending SETs now, unless a run is already asked for."""
     from .tasks import process_received
 
-    # Deduplicated through the cache like the ingest's usage roll-up: a burst of SETs queues one
-    # task, and the task clears the key before it reads, so a SET committed meanwhile queues the next.
-    if cache.add(SCHEDULED_KEY, 1, timeout=settings.LANYARD_SSF_PROCESS_SWEEP_SECONDS + 60):
-        try:
-            process_received.delay()
-        except Exception:
-            cache.delete(SCHEDULED_KEY)
-            raise
+    # Deduplicated like the ingest's usage roll-up: a burst of SETs queues one task.
+    enqueue_once(process_received, SCHEDULED_KEY, hold=settings.LANYARD_SSF_PROCESS_SWEEP_SECONDS + 60)
 
 
 @dataclass
